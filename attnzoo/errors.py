@@ -1,0 +1,41 @@
+"""Exception types raised by attnzoo.
+
+Every error a user can cause derives from :class:`AttnzooError`, so the command line can print it as one
+line and exit, and library callers can catch one type. Messages name the bad value and the fix.
+"""
+
+
+class AttnzooError(Exception):
+    """Base class of every user-facing attnzoo error."""
+
+
+class UnknownAttentionError(AttnzooError, ValueError):
+    """An attention name that is not registered."""
+
+
+class UnknownModelError(AttnzooError, ValueError):
+    """A model name that neither attnzoo nor timm knows."""
+
+
+class UnsupportedArchitectureError(AttnzooError, TypeError):
+    """A model with no block type that a surgery hook handles."""
+
+
+class SurgeryError(AttnzooError, ValueError):
+    """Surgery arguments that cannot apply: bad stage, bad kwargs, injecting twice."""
+
+
+class RecipeError(AttnzooError, ValueError):
+    """A training recipe that fails validation."""
+
+
+class DatasetNotFoundError(AttnzooError, FileNotFoundError):
+    """A dataset that is neither installed nor downloadable."""
+
+
+class CheckpointError(AttnzooError, ValueError):
+    """A checkpoint that is missing, corrupt, or does not fit the model."""
+
+
+class HubError(AttnzooError, RuntimeError):
+    """A Hub repository, revision or file that cannot be reached or used."""
