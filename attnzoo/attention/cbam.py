@@ -1,0 +1,102 @@
+"""CBAM: Convolutional Block Attention Module (Woo et al., ECCV 2018).
+
+Paper form: a channel gate from the average- and max-pooled descriptors passed through one shared MLP
+(with bias) and summed, then a spatial gate from the channel-mean and channel-max maps through a 7x7 conv
+(+BN, as in the authors' code). Names follow timm's ``CbamModule`` (``channel.fc1``, ``spatial.conv.conv``,
+``spatial.conv.bn``) so its state dicts (built with ``mlp_bias=True``) load strictly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import ConvNormAct, create_act_layer
+from torch import nn
+
+from attnzoo.attention.identity import zero_
+from attnzoo.attention.registry import register_attention
+from attnzoo.attention.se import reduced_channels
+
+
+@register_attention("cbam_channel")
+class CbamChannel(nn.Module):
+    """CBAM's channel gate alone."""
+
+    def __init__(
+        self,
+        channels: int,
+        rd_ratio: float = 1 / 16,
+        rd_channels: int | None = None,
+        rd_divisor: int = 1,
+        act_layer: type[nn.Module] | str = nn.ReLU,
+        gate_layer: type[nn.Module] | str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
+        self.fc1 = nn.Conv2d(channels, rd, kernel_size=1, bias=True)
+        self.act = create_act_layer(act_layer, inplace=True)
+        self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
+        self.gate = create_act_layer(gate_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        # Both descriptors go through the shared MLP in one call, stacked along the batch.
+        pooled = torch.cat((x.mean((2, 3)), x.amax((2, 3))), dim=0)
+        hidden = self.act(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
+        logits = F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
+        attn = logits[:batch] + logits[batch:]
+        return x * self.gate(attn)[:, :, None, None]
+
+    def init_identity(self) -> float:
+        """Zero the MLP's output layer so the gate is sigmoid(0) = 0.5."""
+        zero_(self.fc2)
+        return 0.5
+
+
+@register_attention("cbam_spatial")
+class CbamSpatial(nn.Module):
+    """CBAM's spatial gate alone (``channels`` is accepted for a uniform constructor and unused)."""
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        kernel_size: int = 7,
+        gate_layer: type[nn.Module] | str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        self.conv = ConvNormAct(2, 1, kernel_size, apply_act=False)
+        self.gate = create_act_layer(gate_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = torch.cat((x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)), dim=1)
+        return x * self.gate(self.conv(maps))
+
+    def init_identity(self) -> float:
+        """Zero the BN's affine so the map is 0 (and the conv still gets gradient once it moves)."""
+        zero_(self.conv.bn)
+        return 0.5
+
+
+@register_attention("cbam")
+class Cbam(nn.Module):
+    """Channel gate, then spatial gate (the paper's best order)."""
+
+    def __init__(
+        self,
+        channels: int,
+        rd_ratio: float = 1 / 16,
+        rd_channels: int | None = None,
+        rd_divisor: int = 1,
+        spatial_kernel_size: int = 7,
+        act_layer: type[nn.Module] | str = nn.ReLU,
+        gate_layer: type[nn.Module] | str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        self.channel = CbamChannel(channels, rd_ratio, rd_channels, rd_divisor, act_layer, gate_layer)
+        self.spatial = CbamSpatial(channels, spatial_kernel_size, gate_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(self.channel(x))
+
+    def init_identity(self) -> float:
+        return self.channel.init_identity() * self.spatial.init_identity()

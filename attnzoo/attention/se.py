@@ -1,0 +1,50 @@
+"""Squeeze-and-Excitation (Hu et al., CVPR 2018).
+
+Paper form: global average pool, FC-ReLU-FC (both with bias), sigmoid gate, channel-wise rescale. The
+FCs are 1x1 convs named ``fc1``/``fc2`` as in timm's ``SEModule``, so timm's ``seresnet*`` state dicts
+load strictly into attnzoo's ``resnet*_se``.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import create_act_layer, make_divisible
+from torch import nn
+
+from attnzoo.attention.identity import zero_
+from attnzoo.attention.registry import register_attention
+
+
+def reduced_channels(channels: int, rd_ratio: float, rd_channels: int | None, rd_divisor: int) -> int:
+    """Bottleneck width: ``rd_channels`` if given, else ``channels * rd_ratio`` rounded as timm does."""
+    return rd_channels or make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
+
+
+@register_attention("se")
+class SqueezeExcite(nn.Module):
+    """SE block. ``rd_divisor=8`` matches timm's default, so timm SE weights of every depth load."""
+
+    def __init__(
+        self,
+        channels: int,
+        rd_ratio: float = 1 / 16,
+        rd_channels: int | None = None,
+        rd_divisor: int = 8,
+        act_layer: type[nn.Module] | str = nn.ReLU,
+        gate_layer: type[nn.Module] | str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
+        self.fc1 = nn.Conv2d(channels, rd, kernel_size=1, bias=True)
+        self.act = create_act_layer(act_layer, inplace=True)
+        self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
+        self.gate = create_act_layer(gate_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+    def init_identity(self) -> float:
+        """Zero the excitation so the gate is sigmoid(0) = 0.5 everywhere."""
+        zero_(self.fc2)
+        return 0.5

@@ -1,0 +1,177 @@
+"""Evaluate models: accuracy on a dataset and cost (params, GMACs, speed, memory) as one row per model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.data import resolve_data_config
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from attnzoo.errors import AttnzooError
+from attnzoo.evaluate.datasets import open_dataset
+from attnzoo.evaluate.flops import MAC_CONVENTION, count_macs
+from attnzoo.evaluate.loading import load_eval_model
+from attnzoo.evaluate.throughput import measure_peak_memory, measure_throughput, num_threads
+
+
+class ClassCountError(AttnzooError, ValueError):
+    """A dataset whose number of classes differs from the model's head."""
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1/top-5 (percent) and mean cross-entropy over ``images`` images; top-5 is None below 5 classes."""
+
+    top1: float
+    top5: float | None
+    loss: float
+    images: int
+
+
+def measure_accuracy(model: nn.Module, loader: DataLoader, *, progress: bool = False) -> Accuracy:
+    """Accuracy and loss of eval-mode ``model`` over every batch of ``loader``."""
+    device = next(model.parameters()).device
+    model.eval()
+    correct1 = correct5 = images = 0
+    loss_sum = 0.0
+    with torch.inference_mode():
+        for x, y in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top == y[:, None]
+            correct1 += hits[:, 0].sum().item()
+            correct5 += hits.any(dim=1).sum().item()
+            images += y.numel()
+    if images == 0:
+        raise ClassCountError("the dataset has no images; point --data at a folder with one subfolder per class")
+    has_top5 = model.num_classes >= 5 if hasattr(model, "num_classes") else logits.shape[1] >= 5
+    return Accuracy(
+        top1=100.0 * correct1 / images,
+        top5=100.0 * correct5 / images if has_top5 else None,
+        loss=loss_sum / images,
+        images=images,
+    )
+
+
+def input_size_of(model: nn.Module, img_size: int | None = None) -> tuple[int, int, int]:
+    """(C, H, W) the model is evaluated at: its first conv's channels and ``img_size`` or its config's size."""
+    in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    if img_size is None:
+        img_size = resolve_data_config({}, model=model)["input_size"][-1]
+    return in_chans, img_size, img_size
+
+
+def measure_cost(
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    *,
+    batch_size: int = 32,
+    threads: int | None = None,
+    runs: int = 5,
+) -> dict:
+    """Params, GMACs (total and inside attention modules), throughput and peak memory of ``model``."""
+    macs = count_macs(model, input_size)
+    speed = measure_throughput(model, input_size, batch_size=batch_size, threads=threads, runs=runs)
+    with num_threads(threads):
+        memory = measure_peak_memory(model, input_size, batch_size=batch_size)
+    return {
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gmacs": macs.gmacs,
+        "attn_gmacs": macs.attention(model) / 1e9,
+        "img_per_s": speed.img_per_s,
+        "ms_per_img": speed.ms_per_img,
+        "batch_size": batch_size,
+        "threads": speed.threads,
+        "timed_runs": runs,
+        "peak_mem_mib": memory.mib,
+        "device": speed.device,
+        "memory_method": memory.method,
+        "mac_convention": MAC_CONVENTION,
+    }
+
+
+def check_classes(dataset: Dataset, model: nn.Module, name: str, data: str) -> None:
+    """Raise :class:`ClassCountError` when the dataset's classes and the model's head disagree."""
+    n = len(dataset.classes)
+    if n != model.num_classes:
+        raise ClassCountError(
+            f"{data} has {n} classes but {name}'s head has {model.num_classes} outputs; pass "
+            f"--num-classes {n} to reset the head (an untrained head scores at chance) or use a checkpoint "
+            f"trained on {data}"
+        )
+
+
+def evaluate(
+    name: str,
+    *,
+    checkpoint: str | None = None,
+    data: str | None = None,
+    img_size: int | None = None,
+    batch_size: int = 32,
+    num_classes: int | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    runs: int = 5,
+    workers: int = 0,
+    progress: bool = False,
+) -> dict:
+    """One row describing model ``name``: accuracy on ``data`` (None: cost only) and its cost.
+
+    ``data`` is ``"fashion-mnist"`` (test split) or an image folder with one subfolder per class.
+    """
+    model = load_eval_model(name, checkpoint, num_classes=num_classes).to(device)
+    if data == "fashion-mnist" and img_size is None:
+        img_size = 28
+    input_size = input_size_of(model, img_size)
+    row: dict = {"model": name, "checkpoint": str(checkpoint) if checkpoint else None, "data": data,
+                 "img_size": input_size[-1], "in_chans": input_size[0], "num_classes": model.num_classes}
+    with num_threads(threads):
+        if data is not None:
+            dataset = open_dataset(data, model, input_size)
+            check_classes(dataset, model, name, data)
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+            accuracy = measure_accuracy(model, loader, progress=progress)
+            row.update(top1=accuracy.top1, top5=accuracy.top5, loss=accuracy.loss, images=accuracy.images)
+        else:
+            row.update(top1=None, top5=None, loss=None, images=0)
+        row.update(measure_cost(model, input_size, batch_size=batch_size, threads=threads, runs=runs))
+    return row
+
+
+def _fmt(value, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+TABLE_COLUMNS = [  # (row key, header, decimals)
+    ("model", "model", 0), ("top1", "top-1 %", 2), ("top5", "top-5 %", 2), ("loss", "loss", 4),
+    ("params_m", "params M", 2), ("gmacs", "GMACs", 4), ("attn_gmacs", "attn GMACs", 4),
+    ("img_per_s", "img/s", 1), ("ms_per_img", "ms/img", 2), ("peak_mem_mib", "peak MiB", 1),
+]
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Aligned text table, with footnotes stating the MAC convention and how speed and memory were measured."""
+    cells = [[h for _, h, _ in TABLE_COLUMNS]] + [[_fmt(r[k], d) for k, _, d in TABLE_COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    first = rows[0]
+    lines += [
+        "",
+        f"GMACs: {first['mac_convention']}, per image at {first['in_chans']}x{first['img_size']}x{first['img_size']}.",
+        f"img/s: median of {first['timed_runs']} timed forward passes at batch {first['batch_size']} after warm-up, "
+        f"{first['threads']} threads, {first['device']}.",
+        f"peak MiB: {first['memory_method']}, batch {first['batch_size']}.",
+    ]
+    return "\n".join(lines)

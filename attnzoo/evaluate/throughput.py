@@ -1,0 +1,161 @@
+"""Inference speed and peak memory of a model, measured the same way for every model.
+
+Speed: forward passes on a random batch under ``torch.inference_mode``, after warm-up, reporting the
+median of several timed runs (the median resists the interference of other processes on shared
+machines) and the thread count used. Peak memory: bytes the torch allocator holds at its peak during
+one forward pass beyond what was allocated before it (weights and input excluded): on CUDA from
+``torch.cuda.max_memory_allocated``; on CPU, where the allocator keeps no statistics, by replaying the
+allocation events of the PyTorch profiler in time order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Median speed of ``runs`` timed forward passes of ``batch_size`` images."""
+
+    img_per_s: float
+    ms_per_batch: float
+    batch_size: int
+    threads: int
+    runs: int
+    device: str
+
+    @property
+    def ms_per_img(self) -> float:
+        return self.ms_per_batch / self.batch_size
+
+
+@dataclass(frozen=True)
+class PeakMemory:
+    """Peak bytes allocated by torch during one forward pass, and how that was measured."""
+
+    bytes: int
+    method: str
+
+    @property
+    def mib(self) -> float:
+        return self.bytes / 2**20
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` intra-op threads (None: leave as is); yields the count in use."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_throughput(
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    *,
+    batch_size: int = 32,
+    warmup: int = 2,
+    runs: int = 5,
+    threads: int | None = None,
+) -> Throughput:
+    """Images per second of eval-mode inference at ``batch_size`` on the model's device."""
+    device = _device_of(model)
+    x = torch.randn((batch_size, *input_size), device=device)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with num_threads(threads) as used, torch.inference_mode():
+            for i in range(warmup + runs):
+                _sync(device)
+                start = time.perf_counter()
+                model(x)
+                _sync(device)
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    median = statistics.median(times)
+    return Throughput(
+        img_per_s=batch_size / median,
+        ms_per_batch=median * 1e3,
+        batch_size=batch_size,
+        threads=used,
+        runs=runs,
+        device=str(device),
+    )
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the profiler's C++ start/stop log lines, written straight to file descriptor 2."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cpu_forward_peak(model: nn.Module, x: torch.Tensor) -> int:
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        model(x)
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+    )
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def measure_peak_memory(model: nn.Module, input_size: tuple[int, int, int], *, batch_size: int = 32) -> PeakMemory:
+    """Peak memory torch allocates for one eval-mode forward pass of ``batch_size`` images."""
+    device = _device_of(model)
+    x = torch.randn((batch_size, *input_size), device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                base = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                model(x)
+                torch.cuda.synchronize(device)
+                peak = torch.cuda.max_memory_allocated(device) - base
+                method = "torch.cuda.max_memory_allocated during one forward, beyond weights and input"
+            else:
+                peak = _cpu_forward_peak(model, x)
+                method = "torch CPU allocations during one forward (profiler replay), beyond weights and input"
+    finally:
+        model.train(was_training)
+    return PeakMemory(bytes=peak, method=method)

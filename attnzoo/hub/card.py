@@ -1,0 +1,176 @@
+"""Model cards that carry their evidence: what was trained, on what, how well, how long, on which hardware.
+
+Every number on a card comes from the run folder (``summary.json``, ``recipe.yaml``; see the run-folder
+contract in docs/training.md), in the spirit of torchvision's weights entries. Nothing machine-specific is
+copied: no environment dump, no local paths (they are redacted from the recipe), no user names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from attnzoo.errors import CheckpointError
+
+# Hub dataset ids for the dataset names the recipes use, so the card links the dataset page.
+HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "fmnist": "zalando-datasets/fashion_mnist",
+                "mnist": "ylecun/mnist", "cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100",
+                "imagenet-1k": "ILSVRC/imagenet-1k"}
+REDACTED = "<local path>"
+_LOCAL_PATH = re.compile(r"^(~|/|[A-Za-z]:[\\/]|\\\\)")
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """What a finished training run says about itself, read from its folder."""
+
+    name: str
+    summary: dict[str, Any]
+    recipe: dict[str, Any] | None
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunEvidence":
+        """Read ``summary.json`` (required) and ``recipe.yaml`` (optional) from a run folder."""
+        run_dir = Path(run_dir)
+        summary_path = run_dir / "summary.json"
+        if not summary_path.is_file():
+            raise CheckpointError(
+                f"{run_dir} has no summary.json, so it is not a finished run folder; train it first "
+                "(attnzoo train ...) or point at runs/<name>"
+            )
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{summary_path} is not valid JSON ({err}); re-run or repair the run") from None
+        recipe_path = run_dir / "recipe.yaml"
+        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else None
+        return cls(name=summary.get("name") or run_dir.name, summary=summary, recipe=recipe)
+
+    @property
+    def dataset(self) -> str | None:
+        return self.summary.get("dataset")
+
+
+def redact_local_paths(value: Any) -> Any:
+    """``value`` with every string that is an absolute or home-relative filesystem path replaced."""
+    if isinstance(value, dict):
+        return {k: redact_local_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_local_paths(v) for v in value]
+    if isinstance(value, str) and _LOCAL_PATH.match(value):
+        return REDACTED
+    return value
+
+
+def _percent(value: Any) -> str:
+    return f"{value:.2f} %" if isinstance(value, (int, float)) else "not measured"
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "not recorded"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
+def _results_table(evidence: RunEvidence, input_size: tuple[int, ...]) -> str:
+    s = evidence.summary
+    params = s.get("params")
+    rows = [
+        ("Dataset", s.get("dataset", "not recorded")),
+        ("Top-1 (last epoch)", _percent(s.get("top1"))),
+        ("Top-5 (last epoch)", _percent(s.get("top5"))),
+        ("Best top-1 (over epochs)", _percent(s.get("best_top1"))),
+        ("Params", f"{params / 1e6:.2f} M" if isinstance(params, (int, float)) else "not recorded"),
+        ("GMACs", f"{s['gmacs']:.3f}" if isinstance(s.get("gmacs"), (int, float)) else "not measured"),
+        ("Input size", "x".join(str(d) for d in input_size)),
+        ("Epochs", s.get("epochs", "not recorded")),
+        ("Training time", _duration(s.get("train_time_s"))),
+        ("Hardware", s.get("hardware", "not recorded")),
+        ("Run status", s.get("status", "not recorded")),
+    ]
+    return "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+
+
+def _card_data(repo_id: str, record: dict, evidence: RunEvidence | None, license: str) -> ModelCardData:
+    attentions = [op["attn"] for op in record.get("surgery", []) if op.get("op") == "attention"]
+    tags = ["image-classification", "timm", "attnzoo", *(f"attention-{a}" for a in attentions)]
+    dataset = evidence.dataset if evidence else None
+    dataset_id = HUB_DATASETS.get(str(dataset).lower(), dataset) if dataset else None
+    eval_results = None
+    if dataset_id and evidence and isinstance(evidence.summary.get("top1"), (int, float)):
+        eval_results = [
+            EvalResult(task_type="image-classification", dataset_type=dataset_id, dataset_name=str(dataset),
+                       metric_type="accuracy", metric_name=f"top-{k}", metric_value=evidence.summary[f"top{k}"])
+            for k in (1, 5) if isinstance(evidence.summary.get(f"top{k}"), (int, float))
+        ]
+    return ModelCardData(
+        library_name="timm", license=license, tags=tags, datasets=[dataset_id] if dataset_id else None,
+        pipeline_tag="image-classification", model_name=repo_id.split("/")[-1], eval_results=eval_results,
+    )
+
+
+def render_card(
+    repo_id: str,
+    record: dict,
+    *,
+    input_size: tuple[int, ...],
+    evidence: RunEvidence | None = None,
+    stock_timm: bool = False,
+    license: str = "apache-2.0",
+) -> ModelCard:
+    """The README.md model card for ``repo_id``: Hub metadata, results, usage, surgery record, recipe.
+
+    ``record`` is the attnzoo model config (architecture, classes, surgery); ``stock_timm`` says whether
+    config.json lets timm rebuild the model without attnzoo installed.
+    """
+    name = repo_id.split("/")[-1]
+    arch = record["architecture"]
+    ops = record.get("surgery", [])
+    lines = [f"# {name}", ""]
+    summary = f"`{arch}` ({record.get('num_classes')} classes, {record.get('in_chans')} input channels)"
+    if ops:
+        summary += " with attnzoo model surgery: " + "; ".join(_describe(op) for op in ops)
+    lines += [summary + ".", ""]
+    if evidence is not None:
+        recipe_path = evidence.summary.get("recipe")
+        lines += [
+            f"Trained by the attnzoo run `{evidence.name}`"
+            + (f" from the recipe `{recipe_path}`" if recipe_path else "")
+            + (f", seed {evidence.summary['seed']}" if "seed" in evidence.summary else "")
+            + ". Every number below is copied from that run's `summary.json`.", "",
+            "## Results", "", _results_table(evidence, input_size),
+        ]
+    else:
+        lines += ["No training run was attached to this upload, so the card reports no metrics.", ""]
+    lines += [
+        "## Usage", "", "```python", "import attnzoo  # registers attnzoo's models and attention in timm",
+        "import timm", "", f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()',
+        "# fine-tune on a new task: a fresh classifier for 5 classes",
+        f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True, num_classes=5)', "```", "",
+    ]
+    if stock_timm:
+        lines += ["`config.json` carries `model_args` with which stock timm rebuilds this exact model, so "
+                  "loading also works without attnzoo installed.", ""]
+    else:
+        lines += ["Loading needs attnzoo installed: stock timm has no exact equivalent of this model's "
+                  "surgery (attention modules or stem), so `config.json` carries attnzoo's record instead.", ""]
+    lines += ["## Model surgery record", "", "```json", json.dumps(record, indent=2), "```", ""]
+    if evidence is not None and evidence.recipe is not None:
+        recipe_yaml = yaml.safe_dump(redact_local_paths(evidence.recipe), sort_keys=False).rstrip()
+        lines += ["## Resolved recipe", "", "```yaml", recipe_yaml, "```", ""]
+    content = f"---\n{_card_data(repo_id, record, evidence, license).to_yaml()}\n---\n\n" + "\n".join(lines)
+    return ModelCard(content)
+
+
+def _describe(op: dict) -> str:
+    if op.get("op") == "attention":
+        stages = ", ".join(str(s) for s in op.get("stages", []))
+        kwargs = ", ".join(f"{k}={v}" for k, v in (op.get("kwargs") or {}).items())
+        return f"{op['attn']} attention in stage(s) {stages}" + (f" ({kwargs})" if kwargs else "")
+    return str(op.get("op", op))

@@ -1,0 +1,95 @@
+"""cnn3: the small three-block CNN that attention tutorials start from.
+
+Three conv3x3-BN-ReLU-[attention]-maxpool blocks (32, 64, 128 channels), then FC 512, dropout 0.5 and the
+classifier. The attention slot (``attn``) is filled through the same surgery registry as timm's blocks,
+with a hook registered here the way a third party would register one.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models import build_model_with_cfg
+from torch import nn
+
+from attnzoo.surgery import SurgeryHook, register_surgery
+from attnzoo.surgery.registry import scale_
+
+CNN3_WIDTHS = (32, 64, 128)
+CNN3_HIDDEN = 512
+
+
+class ConvBlock(nn.Module):
+    """conv3x3 - BN - ReLU - attention slot - 2x2 max-pool."""
+
+    def __init__(self, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size=3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_chs)
+        self.act = nn.ReLU(inplace=True)
+        self.attn: nn.Module = nn.Identity()
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.attn(self.act(self.bn(self.conv(x)))))
+
+
+def _compensate_bn(block: ConvBlock, gain: float) -> None:
+    # ReLU is positively homogeneous, so scaling the BN output scales the attention input.
+    scale_(block.bn.weight, block.bn.bias, by=1 / gain)
+
+
+register_surgery(
+    ConvBlock,
+    SurgeryHook(channels=lambda block: block.bn.num_features, compensate=_compensate_bn, slot="attn"),
+)
+
+
+class Cnn3(nn.Module):
+    """The three-block CNN with timm's model interface (features, head, reset_classifier)."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        img_size: int = 28,
+        drop_rate: float = 0.5,
+        global_pool: str = "",
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.drop_rate = drop_rate
+        chans = (in_chans, *CNN3_WIDTHS)
+        self.stages = nn.Sequential(*(ConvBlock(chans[i], chans[i + 1]) for i in range(len(CNN3_WIDTHS))))
+        self.feature_info = [
+            dict(num_chs=c, reduction=2 ** (i + 1), module=f"stages.{i}") for i, c in enumerate(CNN3_WIDTHS)
+        ]
+        side = img_size // 2 ** len(CNN3_WIDTHS)
+        self.fc1 = nn.Linear(CNN3_WIDTHS[-1] * side * side, CNN3_HIDDEN)
+        self.act = nn.ReLU(inplace=True)
+        self.drop = nn.Dropout(drop_rate)
+        self.num_features = self.head_hidden_size = CNN3_HIDDEN
+        self.fc = nn.Linear(CNN3_HIDDEN, num_classes) if num_classes else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(CNN3_HIDDEN, num_classes) if num_classes else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.drop(self.act(self.fc1(x.flatten(1))))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_cnn3(variant: str, pretrained: bool = False, **kwargs) -> Cnn3:
+    """timm-style builder (pretrained cfg, features_only) for the plain cnn3."""
+    return build_model_with_cfg(
+        Cnn3, variant, pretrained, feature_cfg=dict(flatten_sequential=True, out_indices=(0, 1, 2)), **kwargs
+    )

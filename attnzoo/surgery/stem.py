@@ -1,0 +1,33 @@
+"""Small-input stem surgery: keep resolution in the stem for 28-64 px images.
+
+ImageNet stems downsample 4x (ResNet: 7x7/2 conv + max-pool) or 2x (EfficientNet family: 3x3/2 conv)
+before the first stage, which leaves a 28x28 image with a 7x7 map at stage 1 and 1x1 at the end.
+For ResNets the stem becomes a 3x3 stride-1 conv without max-pool (as CIFAR ResNets do); for the
+EfficientNet family the stem conv's stride becomes 1.
+"""
+
+from __future__ import annotations
+
+from timm.layers import create_conv2d
+from torch import nn
+
+from attnzoo.errors import UnsupportedArchitectureError
+from attnzoo.surgery.record import record_surgery
+
+
+def adapt_small_input(model: nn.Module) -> nn.Module:
+    """Rewrite ``model``'s stem in place for small images, record it, and return the model."""
+    if isinstance(getattr(model, "conv1", None), nn.Conv2d) and hasattr(model, "maxpool"):
+        old = model.conv1
+        model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif isinstance(getattr(model, "conv_stem", None), nn.Conv2d):
+        old = model.conv_stem
+        model.conv_stem = create_conv2d(old.in_channels, old.out_channels, old.kernel_size[0], stride=1, padding="")
+    else:
+        raise UnsupportedArchitectureError(
+            f"small_input: {type(model).__name__} has neither a ResNet stem (conv1 + maxpool) nor an "
+            "EfficientNet-family stem (conv_stem); use small_input=False or upsample the images"
+        )
+    record_surgery(model, {"op": "small_input"})
+    return model
