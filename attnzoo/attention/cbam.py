@@ -39,13 +39,16 @@ class CbamChannel(nn.Module):
         self.gate = create_act_layer(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention_maps(x)["channel"][:, :, None, None]
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The channel gate for input ``x``, shape (B, C)."""
         batch = x.shape[0]
         # Both descriptors go through the shared MLP in one call, stacked along the batch.
         pooled = torch.cat((x.mean((2, 3)), x.amax((2, 3))), dim=0)
         hidden = self.act(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
         logits = F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
-        attn = logits[:batch] + logits[batch:]
-        return x * self.gate(attn)[:, :, None, None]
+        return {"channel": self.gate(logits[:batch] + logits[batch:])}
 
     def init_identity(self) -> float:
         """Zero the MLP's output layer so the gate is sigmoid(0) = 0.5."""
@@ -68,8 +71,12 @@ class CbamSpatial(nn.Module):
         self.gate = create_act_layer(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention_maps(x)["spatial"]
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The spatial gate for input ``x``, shape (B, 1, H, W)."""
         maps = torch.cat((x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)), dim=1)
-        return x * self.gate(self.conv(maps))
+        return {"spatial": self.gate(self.conv(maps))}
 
     def init_identity(self) -> float:
         """Zero the BN's affine so the map is 0 (and the conv still gets gradient once it moves)."""
@@ -97,6 +104,11 @@ class Cbam(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.spatial(self.channel(x))
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Channel gate (B, C) and the spatial gate (B, 1, H, W) it feeds."""
+        maps = self.channel.attention_maps(x)
+        return {**maps, **self.spatial.attention_maps(x * maps["channel"][:, :, None, None])}
 
     def init_identity(self) -> float:
         return self.channel.init_identity() * self.spatial.init_identity()

@@ -7,6 +7,7 @@ it and adds the identity initialisation.
 
 from __future__ import annotations
 
+import torch
 from timm.layers.coord_attn import CoordAttn
 from torch import nn
 
@@ -35,6 +36,13 @@ class CoordinateAttention(CoordAttn):
             act_layer=act_layer,
             gate_layer=gate_layer,
         )
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The height gate (B, C, H, 1) and width gate (B, C, 1, W)."""
+        h, w = x.shape[2:]
+        pooled = torch.cat((x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(-1, -2)), dim=2)
+        y_h, y_w = torch.split(self.act(self.bn1(self.conv1(pooled))), [h, w], dim=2)
+        return {"height": self.gate(self.conv_h(y_h)), "width": self.gate(self.conv_w(y_w.transpose(-1, -2)))}
 
     def init_identity(self) -> float:
         """Zero both gate convs: each gate is 0.5, their product 0.25."""

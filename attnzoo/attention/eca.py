@@ -7,6 +7,7 @@ the identity initialisation, keeping timm's state-dict names.
 
 from __future__ import annotations
 
+import torch
 from timm.layers import EcaModule
 
 from attnzoo.attention.identity import zero_
@@ -19,6 +20,10 @@ class Eca(EcaModule):
 
     def __init__(self, channels: int, kernel_size: int = 3, gamma: int = 2, beta: int = 1) -> None:
         super().__init__(channels=channels, kernel_size=kernel_size, gamma=gamma, beta=beta)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The channel gate for input ``x``, shape (B, C)."""
+        return {"channel": self.gate(self.conv(x.mean((2, 3)).unsqueeze(1))).squeeze(1)}
 
     def init_identity(self) -> float:
         """Zero the 1-D conv so the gate is sigmoid(0) = 0.5."""

@@ -29,12 +29,20 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1, bias=qkv_bias)
         self.proj = nn.Conv2d(channels, channels, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # (B, 3C, H, W) -> 3 x (B, heads, HW, C/heads)
-        q, k, v = self.qkv(x).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+        b, c, h, w = x.shape
+        return self.qkv(x).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).transpose(-1, -2).unbind(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(*self._qkv(x))
+        return x + self.proj(out.transpose(-1, -2).reshape(x.shape))
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """How much attention each position receives, averaged over heads and queries: (B, 1, H, W)."""
+        q, k, _ = self._qkv(x)
+        weights = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
+        return {"spatial": weights.mean(dim=(1, 2)).reshape(x.shape[0], 1, *x.shape[2:])}
 
     def init_identity(self) -> float:
         """Zero the output projection: the residual branch adds nothing, gain 1."""

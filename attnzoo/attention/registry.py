@@ -22,7 +22,9 @@ _ATTENTIONS: dict[str, type[nn.Module]] = {}
 def register_attention(name: str) -> Callable[[ModuleT], ModuleT]:
     """Class decorator registering an attention module under ``name``.
 
-    The class takes the channel count as its first argument. It may define ``init_identity() -> float``
+    The class takes the channel count as its first argument. It should define
+    ``attention_maps(x) -> dict[str, Tensor]`` (its gates for input ``x``, for inspection), and may define
+    ``init_identity() -> float``
     (see :mod:`attnzoo.attention.identity`) to support function-preserving surgery, and a class attribute
     ``default_stages = "last"`` when it is too costly for every stage.
     """

@@ -44,6 +44,10 @@ class SqueezeExcite(nn.Module):
         s = x.mean((2, 3), keepdim=True)
         return x * self.gate(self.fc2(self.act(self.fc1(s))))
 
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The channel gate for input ``x``, shape (B, C), for inspection."""
+        return {"channel": self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))).flatten(1)}
+
     def init_identity(self) -> float:
         """Zero the excitation so the gate is sigmoid(0) = 0.5 everywhere."""
         zero_(self.fc2)

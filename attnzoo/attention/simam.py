@@ -24,7 +24,11 @@ class SimAM(nn.Module):
         self.gate = create_act_layer("sigmoid")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention_maps(x)["element"]
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The per-activation gate, shape (B, C, H, W)."""
         n = x.shape[2] * x.shape[3] - 1
         d = (x - x.mean(dim=(2, 3), keepdim=True)).square()
         energy = d / (4 * (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
-        return x * self.gate(energy)
+        return {"element": self.gate(energy)}

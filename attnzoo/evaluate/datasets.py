@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -27,6 +28,11 @@ def eval_transform(model: nn.Module, input_size: tuple[int, int, int]):
     return create_transform(**cfg, is_training=False)
 
 
+def _open_image(path: str, mode: str) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert(mode)
+
+
 def open_dataset(spec: str, model: nn.Module, input_size: tuple[int, int, int]) -> Dataset:
     """The evaluation split named by ``spec`` (``fashion-mnist`` or an image folder); has ``.classes``."""
     if spec == "fashion-mnist":
@@ -40,6 +46,6 @@ def open_dataset(spec: str, model: nn.Module, input_size: tuple[int, int, int]) 
     mode = "L" if input_size[0] == 1 else "RGB"
     try:
         return ImageFolder(root, transform=eval_transform(model, input_size),
-                           loader=lambda path: Image.open(path).convert(mode))
+                           loader=partial(_open_image, mode=mode))
     except FileNotFoundError as err:
         raise DatasetNotFoundError(f"no images under {root}: {err}; use one subfolder per class") from None

@@ -38,12 +38,13 @@ def measure_accuracy(model: nn.Module, loader: DataLoader, *, progress: bool = F
     """Accuracy and loss of eval-mode ``model`` over every batch of ``loader``."""
     device = next(model.parameters()).device
     model.eval()
-    correct1 = correct5 = images = 0
+    correct1 = correct5 = images = outputs = 0
     loss_sum = 0.0
     with torch.inference_mode():
         for x, y in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
             x, y = x.to(device), y.to(device)
             logits = model(x)
+            outputs = logits.shape[1]
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
             hits = top == y[:, None]
@@ -52,10 +53,9 @@ def measure_accuracy(model: nn.Module, loader: DataLoader, *, progress: bool = F
             images += y.numel()
     if images == 0:
         raise ClassCountError("the dataset has no images; point --data at a folder with one subfolder per class")
-    has_top5 = model.num_classes >= 5 if hasattr(model, "num_classes") else logits.shape[1] >= 5
     return Accuracy(
         top1=100.0 * correct1 / images,
-        top5=100.0 * correct5 / images if has_top5 else None,
+        top5=100.0 * correct5 / images if outputs >= 5 else None,
         loss=loss_sum / images,
         images=images,
     )

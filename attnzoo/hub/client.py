@@ -20,6 +20,7 @@ from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -97,8 +98,23 @@ def api(token: str | None = None) -> HfApi:
     return HfApi(endpoint=constants.ENDPOINT, token=token, library_name="attnzoo")
 
 
-def download(repo_id: str, filename: str, revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
-    """Fetch one file into the shared Hub cache (or find it there when offline) and return its path."""
-    with hub_errors(repo_id, revision, filename):
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="attnzoo"))
+def download(
+    repo_id: str, filename: str, revision: str | None = None, *, missing_ok: bool = False
+) -> Path | None:
+    """Fetch one file into the shared Hub cache (or find it there when offline) and return its path.
 
+    With ``missing_ok``, a file the Hub says does not exist gives ``None`` instead of an error.
+    """
+    with hub_errors(repo_id, revision, filename):
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="attnzoo"))
+        except RemoteEntryNotFoundError:
+            if missing_ok:
+                return None
+            raise
+
+
+def list_files(repo_id: str, revision: str | None = None) -> list[str]:
+    """The repo's file paths at ``revision`` (needs the network)."""
+    with hub_errors(repo_id, revision):
+        return api().list_repo_files(repo_id, revision=revision)

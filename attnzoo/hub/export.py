@@ -20,7 +20,7 @@ import torch
 from timm.models import save_for_hf
 from torch import nn
 
-from attnzoo.errors import CheckpointError, HubError
+from attnzoo.errors import CheckpointError
 from attnzoo.hub.card import RunEvidence, render_card
 from attnzoo.hub.client import api, hub_errors, split_hub_name
 from attnzoo.models import load_model, model_config
@@ -143,7 +143,7 @@ def push_to_hub(
             client.create_repo(repo_id, private=private, exist_ok=True)
             if revision not in (None, "main"):
                 client.create_branch(repo_id, branch=revision, exist_ok=True)
-            message = commit_message or (f"Add {evidence.name}" if evidence else f"Add {model_config(model)['architecture']}")
+            message = commit_message or f"Add {evidence.name if evidence else model_config(model)['architecture']}"
             commit = client.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                           commit_message=message)
     return commit.commit_url
@@ -172,10 +172,5 @@ def push_run(
     """Publish a training run folder: its ``best`` (or ``last``) weights with a card built from its evidence."""
     evidence = RunEvidence.read(run_dir)
     model = load_model(run_weights(run_dir, weights))
-    if evidence.summary.get("status") not in (None, "complete"):
-        raise HubError(
-            f"run {evidence.name} has status {evidence.summary.get('status')!r}, not 'complete'; resume it "
-            "to the end before publishing"
-        )
     return push_to_hub(model, repo_id, evidence=evidence, revision=revision, private=private, token=token,
                        license=license)

@@ -1,0 +1,168 @@
+"""Import: ``hf-hub:org/name[@revision]`` -> a built model with the Hub weights, safetensors only.
+
+Loading never unpickles by default. A repo that only has ``pytorch_model.bin`` (or ``.pth``) is refused
+with a :class:`~attnzoo.errors.HubError`; ``allow_pickle=True`` opts in, and even then ``torch.load`` runs
+with ``weights_only=True``. The model is rebuilt at the checkpoint's own shape (from attnzoo's surgery
+record when the config has one, else from timm's ``architecture`` + ``model_args``), loaded strictly, then
+adapted the way timm adapts pretrained weights: a fresh classifier for a new ``num_classes``, the first
+convolution's weights folded or repeated for a new ``in_chans``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from timm.models import adapt_input_conv
+from torch import nn
+
+from attnzoo.errors import CheckpointError, HubError, UnknownModelError
+from attnzoo.hub.client import HUB_PREFIX, download, list_files, split_hub_name
+from attnzoo.models import model_from_config
+
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
+
+
+def _repo(name: str, revision: str | None) -> tuple[str, str | None]:
+    repo_id, name_revision = split_hub_name(name)
+    if revision and name_revision and revision != name_revision:
+        raise HubError(f"{name!r} names revision {name_revision!r} but revision={revision!r} was passed; give one")
+    return repo_id, revision or name_revision
+
+
+def _where(repo_id: str, revision: str | None) -> str:
+    return f"{HUB_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def load_config(name: str, revision: str | None = None) -> dict[str, Any]:
+    """The repo's ``config.json`` (timm's Hub format, plus attnzoo's ``attnzoo`` record when present)."""
+    repo_id, revision = _repo(name, revision)
+    path = download(repo_id, "config.json", revision)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"config.json of {_where(repo_id, revision)} is not valid JSON ({err})") from None
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise CheckpointError(
+            f"config.json of {_where(repo_id, revision)} names no architecture, so it is not a timm model repo"
+        )
+    return config
+
+
+def _weights_path(repo_id: str, revision: str | None, allow_pickle: bool) -> tuple[Path, bool]:
+    """``(path, pickled)`` of the repo's weights: safetensors, else a pickle only if allowed."""
+    path = download(repo_id, WEIGHTS_NAME, revision, missing_ok=True)
+    if path is not None:
+        return path, False
+    where = _where(repo_id, revision)
+    pickles = [name for name in PICKLE_NAMES if name in list_files(repo_id, revision)]
+    if not pickles:
+        raise HubError(f"{where} has no {WEIGHTS_NAME}; publish the model with attnzoo push first")
+    if not allow_pickle:
+        raise HubError(
+            f"{where} has only pickled weights ({pickles[0]}), no {WEIGHTS_NAME}; attnzoo loads safetensors only: "
+            "ask the owner for safetensors, or pass allow_pickle=True to load with torch.load(weights_only=True)"
+        )
+    return download(repo_id, pickles[0], revision), True
+
+
+def load_state_dict(name: str, revision: str | None = None, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The repo's weights as a CPU state dict (``model.safetensors``; pickles only with ``allow_pickle``)."""
+    repo_id, revision = _repo(name, revision)
+    path, pickled = _weights_path(repo_id, revision, allow_pickle)
+    where = f"{path.name} of {_where(repo_id, revision)}"
+    if pickled:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for corrupt or unsafe pickles
+            raise CheckpointError(f"{where} cannot be loaded safely ({str(err).splitlines()[0]})") from None
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{where} is not a valid safetensors file ({str(err).splitlines()[0]}); the upload is corrupt or "
+            "truncated: push it again, or delete the cached copy and download again"
+        ) from None
+
+
+def _skeleton(config: dict[str, Any], where: str) -> nn.Module:
+    """An untrained model shaped like the checkpoint."""
+    if "attnzoo" in config:
+        return model_from_config(config["attnzoo"])
+    architecture = config["architecture"]
+    if not timm.is_model(architecture):
+        raise UnknownModelError(
+            f"config.json of {where} names architecture {architecture!r}, which neither timm {timm.__version__} "
+            "nor attnzoo knows; upgrade timm/attnzoo or check the repo"
+        )
+    model_args = dict(config.get("model_args") or {})
+    model_args.setdefault("num_classes", config.get("num_classes", config.get("pretrained_cfg", {}).get("num_classes")))
+    return timm.create_model(architecture, pretrained=False, **model_args)
+
+
+def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state_dict`` into ``model`` exactly, or raise a one-line :class:`CheckpointError` naming the keys."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+             for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    problems = [f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for label, keys in (("shape mismatch", wrong), ("missing", missing), ("unexpected", unexpected))
+                if keys]
+    if problems:
+        raise CheckpointError(
+            f"weights of {where} do not fit {type(model).__name__} built from its config ({'; '.join(problems)}); "
+            "the config and weights disagree: push both again"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _adapt_in_chans(model: nn.Module, in_chans: int, first_conv: str | None, where: str) -> None:
+    try:
+        conv = model.get_submodule(first_conv) if first_conv else None
+    except AttributeError:
+        conv = None
+    if not isinstance(conv, nn.Conv2d):
+        raise CheckpointError(
+            f"cannot adapt {where} to in_chans={in_chans}: its pretrained_cfg names no first convolution "
+            f"(first_conv={first_conv!r}); use the checkpoint's in_chans"
+        )
+    conv.weight = nn.Parameter(adapt_input_conv(in_chans, conv.weight.detach()))
+    conv.in_channels = in_chans
+
+
+def load_model(
+    name: str,
+    *,
+    revision: str | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    allow_pickle: bool = False,
+) -> nn.Module:
+    """Build the model published at ``hf-hub:org/name[@revision]`` with its weights.
+
+    ``num_classes`` / ``in_chans`` different from the checkpoint's give a fresh classifier / an adapted
+    first convolution, as ``timm.create_model(..., pretrained=True)`` does; everything else loads strictly.
+    """
+    repo_id, revision = _repo(name, revision)
+    where = _where(repo_id, revision)
+    config = load_config(repo_id, revision)
+    model = _skeleton(config, where)
+    load_strict(model, load_state_dict(repo_id, revision, allow_pickle=allow_pickle), where)
+    pretrained_cfg = dict(config.get("pretrained_cfg") or {})
+    pretrained_cfg.update(architecture=config["architecture"], hf_hub_id=f"{repo_id}@{revision}" if revision
+                          else repo_id, source="hf-hub")
+    if in_chans is not None and in_chans != pretrained_cfg.get("input_size", (in_chans,))[0]:
+        _adapt_in_chans(model, in_chans, pretrained_cfg.get("first_conv"), where)
+        pretrained_cfg["input_size"] = (in_chans, *pretrained_cfg["input_size"][1:])
+    if num_classes is not None and num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+    model.pretrained_cfg = model.default_cfg = pretrained_cfg
+    return model
