@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +43,8 @@ def measure_accuracy(model: nn.Module, loader: DataLoader, *, progress: bool = F
     correct1 = correct5 = images = outputs = 0
     loss_sum = 0.0
     with torch.inference_mode():
-        for x, y in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        # disable=None: the bar shows only on a terminal, never in logs or captured output.
+        for x, y in tqdm(loader, desc="eval", unit="batch", disable=None if progress else True, leave=False):
             x, y = x.to(device), y.to(device)
             logits = model(x)
             outputs = logits.shape[1]
@@ -175,3 +178,16 @@ def format_table(rows: Sequence[dict]) -> str:
         f"peak MiB: {first['memory_method']}, batch {first['batch_size']}.",
     ]
     return "\n".join(lines)
+
+
+def write_rows(rows: Sequence[dict], *, json_path: str | None = None, csv_path: str | None = None) -> None:
+    """Write evaluation rows as a JSON list and/or CSV (every row carries the MAC convention)."""
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(list(rows), f, indent=2)
+            f.write("\n")
+    if csv_path:
+        with open(csv_path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)

@@ -87,18 +87,21 @@ class Group:
         return self.first.base, s["dataset"], int(s["img_size"]), int(s["epochs"])
 
 
+REQUIRED_KEYS = ("model", "recipe", "seed", "dataset", "img_size", "epochs", "top1", "top5", "params")
+
+
 def _read_run(run_dir: Path) -> Run:
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
         metrics = run_dir / "metrics.csv"
         epochs_logged = sum(1 for _ in csv.DictReader(metrics.open())) if metrics.is_file() else 0
-        for key in ("model", "recipe", "seed", "dataset", "img_size", "epochs", "top1"):
-            summary[key]  # noqa: B018  (presence check; the KeyError names the key)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError) as err:
+        raise LeaderboardError(f"run {run_dir} cannot be read ({err}); fix or move the run folder") from None
+    missing = [key for key in REQUIRED_KEYS if key not in summary]
+    if missing:
         raise LeaderboardError(
-            f"run {run_dir} has an unreadable summary.json ({type(err).__name__}: {err}); "
-            "fix or move the run folder"
-        ) from None
+            f"{run_dir}/summary.json lacks {', '.join(missing)}; re-write it with `attnzoo train` or move the run"
+        )
     cost = run_latency(run_dir, summary)
     return Run(run_dir.name, summary, epochs_logged, float(cost["ms_per_img"]), cost["hardware"])
 
