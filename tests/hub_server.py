@@ -107,6 +107,7 @@ class HubState:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.token, self.user = token, user
         self.repos: dict[str, Repo] = {}
+        self.requests = 0  # requests served, so tests can show that offline loads make none
         self.lock = threading.RLock()
         self._sequence = itertools.count()
 
@@ -231,6 +232,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self.send(status, json.dumps(payload).encode())
 
     def dispatch(self) -> None:
+        with self.state.lock:
+            self.state.requests += 1
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
         try:
@@ -278,6 +281,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             raise HubHTTPError(400, f"Invalid repo name: {organization}/{name}")
         private = bool(payload.get("private")) or payload.get("visibility") == "private"
         repo_id = f"{organization}/{name}"
+        if repo_id in self.state.repos:  # the Hub's 409 names the existing repo, and the client reads it
+            self.send_json({"error": "You already created this model repo", "url": f"{self.base_url}/{repo_id}"}, 409)
+            return
         self.state.create_repo(repo_id, private)
         self.send_json({"url": f"{self.base_url}/{repo_id}", "name": repo_id, "id": repo_id})
 
@@ -565,6 +571,38 @@ def client_env(endpoint: str, token: str | None, hf_home: Path, *, offline: bool
     if token is not None:
         env["HF_TOKEN"] = token
     return env
+
+
+def point_client_at(monkeypatch, endpoint: str, token: str | None, hf_home: Path, *, offline: bool = False) -> None:
+    """Point an already-imported huggingface_hub (and timm, which calls it) at ``endpoint``, in-process.
+
+    The client reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_HUB_OFFLINE`` and ``HF_HUB_DISABLE_XET`` once, at
+    import, into ``huggingface_hub.constants``; this sets both the variables and those constants through
+    ``monkeypatch`` (pytest's fixture, or anything with ``setenv``/``delenv``/``setattr``), so the test's
+    changes are undone afterwards and the user's real cache is never touched.
+    """
+    from huggingface_hub import constants
+
+    for key, value in client_env(endpoint, token, hf_home, offline=offline).items():
+        monkeypatch.setenv(key, value)
+    if token is None:
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+    hf_home = Path(hf_home)
+    values = {
+        "ENDPOINT": endpoint,
+        "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HUB_OFFLINE": offline,
+        "HF_HUB_DISABLE_XET": True,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_CACHE": str(hf_home / "hub"),
+        "HUGGINGFACE_HUB_CACHE": str(hf_home / "hub"),
+        "HF_ASSETS_CACHE": str(hf_home / "assets"),
+        "HF_TOKEN_PATH": str(hf_home / "token"),
+        "HF_STORED_TOKENS_PATH": str(hf_home / "stored_tokens"),
+        "HF_XET_CACHE": str(hf_home / "xet"),
+    }
+    for name, value in values.items():
+        monkeypatch.setattr(constants, name, value)
 
 
 if __name__ == "__main__":

@@ -44,27 +44,51 @@ def stock_timm_args(model: nn.Module, record: dict[str, Any]) -> tuple[str, dict
     surgery can match timm's ``block_args=dict(attn_layer=...)``; equivalence is then checked, not
     assumed: the timm twin must take the state dict strictly and compute the same logits.
     """
-    ops = record.get("surgery", [])
-    if not isinstance(model, timm.models.ResNet) or len(ops) != 1 or ops[0].get("op") != "attention":
+    ops = record["surgery"]
+    if not isinstance(model, timm.models.ResNet) or len(ops) != 1 or ops[0]["op"] != "attention":
         return None
     op = ops[0]
-    if op.get("kwargs") or op.get("stages") != list(range(1, len(model_stages(model)) + 1)):
+    if op["kwargs"] or op["stages"] != list(range(1, len(model_stages(model)) + 1)):
         return None
-    base = record["architecture"].removesuffix(f"_{op['attn']}")
     model_args = {"block_args": {"attn_layer": op["attn"]}, "num_classes": record["num_classes"],
                   "in_chans": record["in_chans"]}
     try:
-        twin = timm.create_model(base, pretrained=False, **model_args)
+        twin = timm.create_model(record["base"], pretrained=False, **model_args)
         twin.load_state_dict(model.state_dict(), strict=True)
     except (RuntimeError, TypeError, ValueError, KeyError):
         return None
     size = model.pretrained_cfg.get("input_size", (record["in_chans"], 224, 224))
-    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, record["in_chans"], *size[1:], generator=torch.Generator().manual_seed(0))
     was_training = model.training
     with torch.no_grad():
         same = torch.allclose(model.eval()(x), twin.eval()(x), rtol=1e-5, atol=1e-6)
     model.train(was_training)
-    return (base, model_args) if same else None
+    return (record["base"], model_args) if same else None
+
+
+def timm_args(model: nn.Module, record: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+    """``(architecture, model_args, stock)`` for config.json, so ``timm.create_model("hf-hub:...")`` rebuilds it.
+
+    ``stock`` says timm alone suffices. Otherwise the architecture is the registered attnzoo name whose
+    arguments (``small_input``, ``stages``, ``attn_kwargs``) replay the recorded surgery; a record that no
+    registered name expresses (e.g. an unregistered base) keeps its own architecture and loads through
+    :func:`attnzoo.hub.load_model` / ``attnzoo.build_model("hf-hub:...")``, which read the record.
+    """
+    args: dict[str, Any] = {"num_classes": record["num_classes"], "in_chans": record["in_chans"]}
+    ops = record["surgery"]
+    if not ops:
+        stock_name = timm.models.model_entrypoint(record["architecture"]).__module__.startswith("timm.")
+        return record["architecture"], args, stock_name
+    stock = stock_timm_args(model, record)
+    if stock is not None:
+        return (*stock, True)
+    small_input = bool(ops) and ops[0]["op"] == "small_input"
+    rest = ops[1:] if small_input else ops
+    if len(rest) == 1 and rest[0]["op"] == "attention" and timm.is_model(f"{record['base']}_{rest[0]['attn']}"):
+        attention = rest[0]
+        args.update(small_input=small_input, stages=attention["stages"], attn_kwargs=attention["kwargs"])
+        return f"{record['base']}_{attention['attn']}", args, False
+    return record["architecture"], args, False
 
 
 def _data_config(model: nn.Module, record: dict[str, Any], evidence: RunEvidence | None) -> dict[str, Any]:
@@ -78,6 +102,18 @@ def _data_config(model: nn.Module, record: dict[str, Any], evidence: RunEvidence
         recipe_data = (evidence.recipe or {}).get("data") or {}
         data.update({k: recipe_data[k] for k in _DATA_KEYS if recipe_data.get(k) is not None})
     return data
+
+
+def _adaptation_layers(model: nn.Module, pretrained_cfg: dict[str, Any]) -> dict[str, str]:
+    """``first_conv`` / ``classifier`` module names, which timm needs to adapt in_chans / num_classes.
+
+    Taken from the model when its pretrained cfg leaves them empty (cnn3 and the fmnist cfgs do).
+    """
+    names = {module: name for name, module in model.named_modules()}
+    first_conv = pretrained_cfg.get("first_conv") or next(
+        (name for module, name in names.items() if isinstance(module, nn.Conv2d)), None)
+    classifier = pretrained_cfg.get("classifier") or names.get(model.get_classifier())
+    return {k: v for k, v in (("first_conv", first_conv), ("classifier", classifier)) if v}
 
 
 def save_pretrained(
@@ -98,23 +134,18 @@ def save_pretrained(
     save_for_hf(model, folder, safe_serialization=True, data_config=data_config)
 
     config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    stock = stock_timm_args(model, record)
+    architecture, model_args, stock = timm_args(model, record)
     pretrained_cfg = {k: v for k, v in config["pretrained_cfg"].items() if k in _PRETRAINED_KEYS}
-    pretrained_cfg.update(hf_hub_filename=WEIGHTS_NAME, license=license)
+    pretrained_cfg.update(hf_hub_filename=WEIGHTS_NAME, license=license, **_adaptation_layers(model, pretrained_cfg))
     tag = repo_id.split("/")[-1].partition(".")[2]
     if tag:
         pretrained_cfg["tag"] = tag
-    config.update(
-        architecture=stock[0] if stock else record["architecture"],
-        num_classes=record["num_classes"],
-        model_args=stock[1] if stock else {"num_classes": record["num_classes"], "in_chans": record["in_chans"]},
-        pretrained_cfg=pretrained_cfg,
-        attnzoo=record,
-    )
+    config.update(architecture=architecture, num_classes=record["num_classes"], model_args=model_args,
+                  pretrained_cfg=pretrained_cfg, attnzoo=record)
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     card = render_card(repo_id, record, input_size=tuple(pretrained_cfg["input_size"]), evidence=evidence,
-                       stock_timm=stock is not None, license=license)
+                       stock_timm=stock, license=license)
     card.save(folder / CARD_NAME)
     return folder
 
@@ -157,6 +188,15 @@ def run_weights(run_dir: str | Path, which: str = "best") -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; train the run first, or choose --weights best/last")
     return path
+
+
+def export_run(
+    run_dir: str | Path, folder: str | Path, *, repo_id: str, weights: str = "best", license: str = "apache-2.0"
+) -> Path:
+    """Write the folder :func:`push_run` would upload, without uploading (to inspect it first)."""
+    evidence = RunEvidence.read(run_dir)
+    return save_pretrained(load_model(run_weights(run_dir, weights)), folder, repo_id=repo_id, evidence=evidence,
+                           license=license)
 
 
 def push_run(

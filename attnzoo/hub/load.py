@@ -21,9 +21,9 @@ from safetensors.torch import load_file
 from timm.models import adapt_input_conv
 from torch import nn
 
-from attnzoo.errors import CheckpointError, HubError, UnknownModelError
+from attnzoo.errors import AttnzooError, CheckpointError, HubError, UnknownModelError
 from attnzoo.hub.client import HUB_PREFIX, download, list_files, split_hub_name
-from attnzoo.models import model_from_config
+from attnzoo.models import load_state_dict_strict, model_from_config
 
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
@@ -91,37 +91,22 @@ def load_state_dict(name: str, revision: str | None = None, *, allow_pickle: boo
         ) from None
 
 
-def _skeleton(config: dict[str, Any], where: str) -> nn.Module:
-    """An untrained model shaped like the checkpoint."""
+def _skeleton(config: dict[str, Any], where: str, **overrides: int | None) -> nn.Module:
+    """An untrained model as the config describes it; ``overrides`` (num_classes, in_chans) if not None."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if "attnzoo" in config:
-        return model_from_config(config["attnzoo"])
+        try:
+            return model_from_config({**config["attnzoo"], **overrides})
+        except AttnzooError as err:
+            raise type(err)(f"config.json of {where}: {err}") from None
     architecture = config["architecture"]
     if not timm.is_model(architecture):
         raise UnknownModelError(
             f"config.json of {where} names architecture {architecture!r}, which neither timm {timm.__version__} "
             "nor attnzoo knows; upgrade timm/attnzoo or check the repo"
         )
-    model_args = dict(config.get("model_args") or {})
-    model_args.setdefault("num_classes", config.get("num_classes", config.get("pretrained_cfg", {}).get("num_classes")))
+    model_args = {"num_classes": config.get("num_classes"), **(config.get("model_args") or {}), **overrides}
     return timm.create_model(architecture, pretrained=False, **model_args)
-
-
-def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
-    """Load ``state_dict`` into ``model`` exactly, or raise a one-line :class:`CheckpointError` naming the keys."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
-    problems = [f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for label, keys in (("shape mismatch", wrong), ("missing", missing), ("unexpected", unexpected))
-                if keys]
-    if problems:
-        raise CheckpointError(
-            f"weights of {where} do not fit {type(model).__name__} built from its config ({'; '.join(problems)}); "
-            "the config and weights disagree: push both again"
-        )
-    model.load_state_dict(state_dict, strict=True)
 
 
 def _adapt_in_chans(model: nn.Module, in_chans: int, first_conv: str | None, where: str) -> None:
@@ -144,21 +129,28 @@ def load_model(
     revision: str | None = None,
     num_classes: int | None = None,
     in_chans: int | None = None,
+    pretrained: bool = True,
     allow_pickle: bool = False,
 ) -> nn.Module:
-    """Build the model published at ``hf-hub:org/name[@revision]`` with its weights.
+    """Build the model published at ``hf-hub:org/name[@revision]``, with its weights if ``pretrained``.
 
     ``num_classes`` / ``in_chans`` different from the checkpoint's give a fresh classifier / an adapted
     first convolution, as ``timm.create_model(..., pretrained=True)`` does; everything else loads strictly.
+    Unlike timm's own ``hf-hub:`` loading, this reads attnzoo's surgery record, so any surgery loads.
     """
     repo_id, revision = _repo(name, revision)
     where = _where(repo_id, revision)
     config = load_config(repo_id, revision)
+    if not pretrained:
+        return _skeleton(config, where, num_classes=num_classes, in_chans=in_chans)
     model = _skeleton(config, where)
-    load_strict(model, load_state_dict(repo_id, revision, allow_pickle=allow_pickle), where)
+    load_state_dict_strict(model, load_state_dict(repo_id, revision, allow_pickle=allow_pickle), where)
     pretrained_cfg = dict(config.get("pretrained_cfg") or {})
-    pretrained_cfg.update(architecture=config["architecture"], hf_hub_id=f"{repo_id}@{revision}" if revision
-                          else repo_id, source="hf-hub")
+    pretrained_cfg.update(
+        architecture=config.get("attnzoo", config)["architecture"],
+        hf_hub_id=f"{repo_id}@{revision}" if revision else repo_id,
+        source="hf-hub",
+    )
     if in_chans is not None and in_chans != pretrained_cfg.get("input_size", (in_chans,))[0]:
         _adapt_in_chans(model, in_chans, pretrained_cfg.get("first_conv"), where)
         pretrained_cfg["input_size"] = (in_chans, *pretrained_cfg["input_size"][1:])

@@ -1,0 +1,66 @@
+"""The Hub round trip against a local Hub server, driven by the stock huggingface_hub client and timm:
+train -> push -> load (bit-identical) -> fine-tune with a new head -> push to a branch -> load that
+revision -> load offline from the cache."""
+
+import timm
+import torch
+from huggingface_hub import HfApi
+
+import attnzoo  # noqa: F401  (registers cnn3_cbam in timm)
+from attnzoo import hub as attnzoo_hub
+from attnzoo.models import build_model
+from attnzoo.models.registry import hub_org
+from hub_fixtures import assert_same_weights, hub, hub_server, make_run, train_steps  # noqa: F401
+from hub_server import point_client_at
+
+
+def test_push_then_load_finetune_branch_and_offline(hub, tmp_path, monkeypatch):
+    repo = "lab/cnn3_cbam.fmnist"
+    trained = train_steps(timm.create_model("cnn3_cbam"))
+    attnzoo_hub.push_run(make_run(tmp_path, "fmnist-cnn3_cbam", trained), repo)
+
+    # timm alone (after import attnzoo) rebuilds the surgery and loads bit-identical weights
+    loaded = timm.create_model(f"hf-hub:{repo}", pretrained=True)
+    assert_same_weights(trained, loaded)
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(loaded.eval()(x), trained(x), rtol=0, atol=0)
+
+    # fine-tune with a new 5-class head: everything but the classifier comes from the Hub
+    tuned = timm.create_model(f"hf-hub:{repo}", pretrained=True, num_classes=5)
+    assert tuned.fc.out_features == 5
+    assert_same_weights(trained, tuned, skip=("fc.",))
+    train_steps(tuned)
+    attnzoo_hub.push_to_hub(tuned, repo, revision="five-classes")
+
+    # the branch has the fine-tuned model, main still the original
+    branches = {ref.name for ref in HfApi().list_repo_refs(repo).branches}
+    assert branches == {"main", "five-classes"}
+    from_branch = timm.create_model(f"hf-hub:{repo}@five-classes", pretrained=True)
+    assert_same_weights(tuned, from_branch)
+    assert attnzoo_hub.load_model(f"hf-hub:{repo}").num_classes == 10
+    assert_same_weights(tuned, attnzoo_hub.load_model(f"hf-hub:{repo}", revision="five-classes"))
+
+    # offline: the cache filled above serves both revisions without a single request
+    point_client_at(monkeypatch, hub.url, hub.token, hub.hf_home, offline=True)
+    requests_before = hub.state.requests
+    assert_same_weights(tuned, timm.create_model(f"hf-hub:{repo}@five-classes", pretrained=True))
+    assert_same_weights(trained, attnzoo_hub.load_model(f"hf-hub:{repo}"))
+    assert hub.state.requests == requests_before
+
+
+def test_registered_fmnist_tag_resolves_to_pushed_weights(hub):
+    """``resnet18_cbam.fmnist``'s default cfg names ``{ATTNZOO_HUB_ORG}/resnet18_cbam.fmnist`` on the Hub."""
+    trained = timm.create_model("resnet18_cbam", in_chans=1, num_classes=10, small_input=True)
+    attnzoo_hub.push_to_hub(trained, f"{hub_org()}/resnet18_cbam.fmnist")
+    loaded = timm.create_model("resnet18_cbam.fmnist", pretrained=True)
+    assert_same_weights(trained, loaded)
+
+
+def test_backbone_weights_load_under_function_preserving_attention(hub):
+    """Hub backbone + attention injected with preserve=True computes exactly the backbone's function."""
+    plain = train_steps(timm.create_model("resnet10t", num_classes=4, in_chans=1), img_size=32)
+    attnzoo_hub.push_to_hub(plain, "lab/resnet10t-plain")
+    injected = build_model("hf-hub:lab/resnet10t-plain", pretrained=True, attention="cbam", preserve=True).eval()
+    assert attnzoo.model_config(injected)["surgery"][0]["attn"] == "cbam"
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(injected(x), plain(x), rtol=1e-5, atol=1e-5)
