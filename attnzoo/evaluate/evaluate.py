@@ -156,7 +156,7 @@ def _fmt(value, digits: int) -> str:
 
 
 TABLE_COLUMNS = [  # (row key, header, decimals)
-    ("model", "model", 0), ("top1", "top-1 %", 2), ("top5", "top-5 %", 2), ("loss", "loss", 4),
+    ("model", "model", 0), ("input", "input", 0), ("top1", "top-1 %", 2), ("top5", "top-5 %", 2), ("loss", "loss", 4),
     ("params_m", "params M", 2), ("gmacs", "GMACs", 4), ("attn_gmacs", "attn GMACs", 4),
     ("img_per_s", "img/s", 1), ("ms_per_img", "ms/img", 2), ("peak_mem_mib", "peak MiB", 1),
 ]
@@ -164,6 +164,7 @@ TABLE_COLUMNS = [  # (row key, header, decimals)
 
 def format_table(rows: Sequence[dict]) -> str:
     """Aligned text table, with footnotes stating the MAC convention and how speed and memory were measured."""
+    rows = [{**r, "input": f"{r['in_chans']}x{r['img_size']}x{r['img_size']}"} for r in rows]
     cells = [[h for _, h, _ in TABLE_COLUMNS]] + [[_fmt(r[k], d) for k, _, d in TABLE_COLUMNS] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -172,9 +173,9 @@ def format_table(rows: Sequence[dict]) -> str:
     first = rows[0]
     lines += [
         "",
-        f"GMACs: {first['mac_convention']}, per image at {first['in_chans']}x{first['img_size']}x{first['img_size']}.",
+        f"{first['mac_convention']}, per image at the input size shown.",
         f"img/s: median of {first['timed_runs']} timed forward passes at batch {first['batch_size']} after warm-up, "
-        f"{first['threads']} threads, {first['device']}.",
+        f"{first['threads']} thread{'s' if first['threads'] != 1 else ''}, {first['device']}.",
         f"peak MiB: {first['memory_method']}, batch {first['batch_size']}.",
     ]
     return "\n".join(lines)

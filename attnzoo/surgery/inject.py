@@ -40,11 +40,13 @@ def model_stages(model: nn.Module) -> list[nn.Module]:
     return []
 
 
-def _resolve_stages(attn: str, stages: Sequence[int] | None, num_stages: int) -> list[int]:
+def _resolve_stages(attn: str, stages: Sequence[int] | None, blocks: list[list[nn.Module]]) -> list[int]:
+    num_stages = len(blocks)
     if stages is None:
+        with_blocks = [i for i, stage_blocks in enumerate(blocks, 1) if stage_blocks]
         if getattr(get_attention_class(attn), "default_stages", "all") == "last":
-            return [num_stages]
-        return list(range(1, num_stages + 1))
+            return with_blocks[-1:]
+        return with_blocks
     bad = [s for s in stages if not isinstance(s, int) or not 1 <= s <= num_stages]
     if bad:
         raise SurgeryError(f"stage {bad[0]!r} is out of range; this model has stages 1..{num_stages}")
@@ -73,7 +75,8 @@ def inject(
         model: a built timm ResNet-family or EfficientNet-family model (pretrained or not), or any model
             whose blocks have a registered hook.
         attn: a registered attention name (:func:`attnzoo.list_attentions`).
-        stages: 1-based stage numbers; default every stage (only the last for ``mhsa``).
+        stages: 1-based stage numbers; default every stage with supported blocks (only the last for
+            ``mhsa``).
         preserve: initialise so the model computes exactly its original function; fine-tuning a
             pretrained backbone then starts from its accuracy. After training the modules are the plain
             paper form: no extra parameters or blend.
@@ -93,7 +96,7 @@ def inject(
             f"{type(model).__name__} has no block that attnzoo can modify; supported block types: "
             f"{', '.join(supported_block_types())} (add one with attnzoo.register_surgery)"
         )
-    chosen = _resolve_stages(attn, stages, len(all_stages))
+    chosen = _resolve_stages(attn, stages, blocks)
     targets = [block for stage in chosen for block in blocks[stage - 1]]
     if preserve:
         _check_preservable(attn, targets)

@@ -1,0 +1,43 @@
+"""``attnzoo viz``: figures of a model's feature maps and attention on Fashion-MNIST test images."""
+
+from __future__ import annotations
+
+import argparse
+
+from attnzoo.errors import DatasetNotFoundError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "viz", help="plot feature maps, spatial attention and per-class channel gates as PNGs",
+        description="Plot, for a few test images, the input, the first channels of chosen layers and each "
+                    "stage's spatial attention overlaid on the image; and per stage the mean channel gate "
+                    "per class (the SE paper's excitation plots).")
+    parser.add_argument("model", help="attnzoo/timm model name, e.g. resnet18_cbam")
+    parser.add_argument("--checkpoint", help="safetensors weights (e.g. runs/x/best.safetensors); "
+                        "without it the model has random weights, as the figure titles say")
+    parser.add_argument("--data", default="fashion-mnist", help="dataset (only 'fashion-mnist', the test split)")
+    parser.add_argument("--images", type=int, default=8, help="images to plot, classes taken in turn")
+    parser.add_argument("--gate-images", type=int, default=1000,
+                        help="test images averaged in the per-class channel-gate plot")
+    parser.add_argument("--layers", help="comma-separated module names whose feature maps to show "
+                        "(default: every stage, e.g. layer1,...,layer4)")
+    parser.add_argument("--channels", type=int, default=8, help="feature-map channels shown per layer")
+    parser.add_argument("--img-size", type=int, default=28, help="input side in pixels")
+    parser.add_argument("--out", default="viz", help="folder for the PNGs")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnzoo.viz.report import fashion_mnist_model, write_report
+
+    if args.data != "fashion-mnist":
+        raise DatasetNotFoundError(f"--data {args.data!r} is not supported; use --data fashion-mnist")
+    model = fashion_mnist_model(args.model, args.checkpoint)
+    weights = args.checkpoint or "untrained (random weights)"
+    paths = write_report(
+        model, args.out, title=f"{args.model} - {weights}", images=args.images, gate_images=args.gate_images,
+        layers=args.layers.split(",") if args.layers else None, channels=args.channels, img_size=args.img_size,
+    )
+    print("\n".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,141 @@
+"""Registered names in timm, the cnn3 family, timm interfaces of injected models, weights I/O."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+
+import attnzoo
+from attnzoo.attention import get_attention_class
+from attnzoo.errors import CheckpointError, UnknownModelError
+from attnzoo.models import build_model, load_model, load_weights, model_config, save_weights
+from attnzoo.models.registry import ATTENTIONS, BACKBONES
+
+
+def test_every_backbone_attention_pair_is_a_timm_model():
+    expected = {f"{b}_{a}" for b in BACKBONES for a in ATTENTIONS} | {"cnn3", "cnn3_se", "cnn3_cbam"}
+    assert expected <= set(timm.list_models())
+    assert len(timm.list_models("*_cbam")) == len(BACKBONES) + 1
+
+
+@pytest.mark.parametrize("attn", ATTENTIONS)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_registered_name_builds(backbone, attn):
+    with torch.device("meta"):
+        model = timm.create_model(f"{backbone}_{attn}", num_classes=7)
+    assert model.num_classes == 7
+    assert any(isinstance(m, get_attention_class(attn)) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["resnet18_cbam", "mobilenetv3_small_100_se", "efficientnet_b0_eca", "resnet50_mhsa"])
+def test_registered_models_run_forward_and_backward(name):
+    model = timm.create_model(name, num_classes=5)
+    out = model(torch.randn(2, 3, 64, 64))
+    out.sum().backward()
+    assert out.shape == (2, 5)
+
+
+def test_cnn3_is_three_conv_bn_relu_pool_blocks_then_fc512_dropout_fc():
+    model = timm.create_model("cnn3", num_classes=10, in_chans=1)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128]
+    assert model.fc1.in_features == 128 * 3 * 3 and model.fc1.out_features == 512
+    assert model.drop.p == 0.5
+    assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+
+
+def test_cnn3_attention_goes_through_the_surgery_registry():
+    model = timm.create_model("cnn3_cbam")
+    assert [type(block.attn).__name__ for block in model.stages] == ["Cbam"] * 3
+    assert model_config(model)["surgery"][0]["attn"] == "cbam"
+
+
+def test_features_only_returns_every_stage():
+    model = timm.create_model("resnet50_cbam", features_only=True)
+    shapes = [tuple(f.shape[1:]) for f in model(torch.randn(1, 3, 64, 64))]
+    assert shapes == [(64, 32, 32), (256, 16, 16), (512, 8, 8), (1024, 4, 4), (2048, 2, 2)]
+
+
+def test_forward_features_and_reset_classifier_still_work():
+    model = timm.create_model("mobilenetv2_100_cbam").eval()
+    assert model.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 1280, 2, 2)
+    model.reset_classifier(3)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_jit_trace_and_compile_reproduce_eager_outputs():
+    model = timm.create_model("resnet18_cbam", num_classes=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        eager = model(x)
+        traced = torch.jit.trace(model, x)(x)
+        compiled = torch.compile(model, backend="eager", fullgraph=True)(x)
+    assert torch.allclose(traced, eager, atol=1e-5)
+    assert torch.allclose(compiled, eager, atol=1e-5)
+
+
+def test_small_input_stem_keeps_resolution():
+    model = build_model("resnet18_cbam", num_classes=10, in_chans=1, small_input=True)
+    assert model.forward_features(torch.randn(1, 1, 28, 28)).shape == (1, 512, 4, 4)
+    mobile = build_model("mobilenetv2_100", in_chans=1, small_input=True, attention="se")
+    assert mobile.forward_features(torch.randn(1, 1, 32, 32)).shape == (1, 1280, 2, 2)
+
+
+def test_build_model_injects_into_pretrained_style_weights_with_preserve():
+    model = build_model("resnet18", attention="se", stages=[3, 4], preserve=True, num_classes=3)
+    assert model.layer2[0].se is None and model.layer3[0].se is not None
+
+
+def test_unknown_model_name_suggests_close_ones():
+    with pytest.raises(UnknownModelError, match="did you mean resnet50_cbam"):
+        build_model("resnet50_cbma")
+
+
+def test_pretrained_without_published_weights_says_how_to_start_from_the_backbone():
+    with pytest.raises(UnknownModelError, match=r"build_model\('resnet50', pretrained=True, attention='cbam'"):
+        timm.create_model("resnet50_cbam", pretrained=True)
+
+
+def test_fmnist_tags_point_at_hub_ids_for_the_recipes_weights():
+    cfg = timm.models.get_pretrained_cfg("resnet18_cbam.fmnist")
+    assert cfg.hf_hub_id == "attnzoo/resnet18_cbam.fmnist"
+    assert cfg.input_size == (1, 28, 28) and cfg.num_classes == 10
+
+
+def test_weights_round_trip_through_safetensors_with_the_model_config(tmp_path):
+    model = build_model("resnet18_cbam", num_classes=10, in_chans=1, small_input=True).eval()
+    save_weights(model, tmp_path / "w.safetensors")
+    loaded = load_model(tmp_path / "w.safetensors").eval()
+    x = torch.randn(1, 1, 28, 28)
+    assert model_config(loaded) == model_config(model)
+    assert torch.equal(loaded(x), model(x))
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_truncated_checkpoint_is_a_one_line_error(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights(timm.create_model("cnn3"), path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="may be truncated"):
+        load_model(path)
+
+
+def test_weights_that_do_not_fit_name_the_mismatch(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights(timm.create_model("cnn3", num_classes=10), path)
+    with pytest.raises(CheckpointError, match=r"shape mismatches \(e\.g\. fc\.weight: file \(10, 512\), model \(5, 512\)"):
+        load_weights(timm.create_model("cnn3", num_classes=5), path)
+
+
+def test_cli_lists_models_and_attentions():
+    out = subprocess.run(
+        [sys.executable, "-m", "attnzoo", "list", "resnet18_*"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "resnet18_cbam" in out and "resnet18" not in out
+    attns = subprocess.run(
+        [sys.executable, "-m", "attnzoo", "list", "--attentions"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert attns == attnzoo.list_attentions()
