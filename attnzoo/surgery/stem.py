@@ -2,7 +2,8 @@
 
 ImageNet stems downsample 4x (ResNet: 7x7/2 conv + max-pool) or 2x (EfficientNet family: 3x3/2 conv)
 before the first stage, which leaves a 28x28 image with a 7x7 map at stage 1 and 1x1 at the end.
-For ResNets the stem becomes a 3x3 stride-1 conv without max-pool (as CIFAR ResNets do); for the
+For ResNets the stem becomes a 3x3 stride-1 conv without max-pool (as CIFAR ResNets do; a deep stem
+keeps its convs, unstrided); for the
 EfficientNet family the stem conv's stride becomes 1.
 """
 
@@ -17,9 +18,12 @@ from attnzoo.surgery.record import record_surgery
 
 def adapt_small_input(model: nn.Module) -> nn.Module:
     """Rewrite ``model``'s stem in place for small images, record it, and return the model."""
-    if isinstance(getattr(model, "conv1", None), nn.Conv2d) and hasattr(model, "maxpool"):
-        old = model.conv1
-        model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    conv1 = getattr(model, "conv1", None)
+    if isinstance(conv1, nn.Conv2d) and hasattr(model, "maxpool"):
+        model.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, kernel_size=3, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif isinstance(conv1, nn.Sequential) and hasattr(model, "maxpool"):
+        conv1[0].stride = (1, 1)  # deep stems (resnet*d): three 3x3 convs, the first strided
         model.maxpool = nn.Identity()
     elif isinstance(getattr(model, "conv_stem", None), nn.Conv2d):
         old = model.conv_stem
