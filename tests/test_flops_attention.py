@@ -2,9 +2,9 @@
 
 import pytest
 import timm
-import torch
 from torch import nn
 
+import attnzoo  # noqa: F401  (registers resnet50_se, resnet50_cbam)
 from attnzoo.attention import get_attention_class
 from attnzoo.evaluate.flops import (
     MAC_CONVENTION,
@@ -20,11 +20,8 @@ INPUT = (3, 224, 224)
 
 
 def resnet50_with(attn: str | None) -> nn.Module:
-    if attn is None:
-        return timm.create_model("resnet50")
-    cls = get_attention_class(attn)
-    # timm passes device/dtype factory kwargs to its attention layers; attnzoo's take defaults only.
-    return timm.create_model("resnet50", block_args={"attn_layer": lambda channels, **_: cls(channels)})
+    """timm's resnet50, or attnzoo's registered ``resnet50_<attn>``."""
+    return timm.create_model(f"resnet50_{attn}" if attn else "resnet50")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the non-interactive backend)
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 # PNG metadata carries no software version or date, so the bytes depend on the data alone.
 _PNG_METADATA = {"Software": None}
@@ -42,6 +43,8 @@ def plot_pareto(groups: list, path: Path) -> Path:
                 front = pareto_front(points)
                 ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="tab:orange", lw=1)
                 ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.set_xlabel(label)
                 ax.set_ylabel(f"{dataset} top-1 % (mean over seeds)")
                 ax.grid(True, alpha=0.3)
