@@ -15,8 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "push",
         help="publish runs/<name> to the Hugging Face Hub (safetensors + config.json + model card)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Publish a training run's weights (safetensors), config.json and model card to the Hugging "
+        "Face Hub. The token comes from HF_TOKEN or `hf auth login`, never from the command line; HF_ENDPOINT "
+        "selects another Hub.",
     )
     parser.add_argument("run", help="run folder, e.g. runs/fmnist-resnet18_cbam")
     parser.add_argument("--repo", required=True, help="Hub repo id, e.g. myorg/resnet18_cbam.fmnist")
