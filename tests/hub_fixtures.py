@@ -61,10 +61,9 @@ def make_run(root: Path, name: str, model: nn.Module, img_size: int = 28) -> Pat
         "hardware": "2-core CPU, torch 2.14.1", "status": "complete",
     }
     (run / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    recipe = {"model": {"name": model_cfg["architecture"]},
-              "data": {"dataset": "fashion-mnist", "root": str(root / "datasets" / "fashion-mnist"),
-                       "mean": [0.286], "std": [0.353]},
-              "optim": {"lr": 0.05, "epochs": 2}, "output": str(run)}
+    recipe = {"model": {"name": model_cfg["architecture"], "small_input": True},
+              "data": {"dataset": "fashion-mnist", "root": str(root / "datasets" / "fashion-mnist")},
+              "optim": {"name": "sgd", "lr": 0.05}, "epochs": 2, "output": str(run)}
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
     (run / "environment.json").write_text(json.dumps({"cwd": str(root), "hostname": "private-host"}))
     return run

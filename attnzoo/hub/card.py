@@ -78,7 +78,11 @@ def _duration(seconds: Any) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
 
 
-def _results_table(evidence: RunEvidence, input_size: tuple[int, ...]) -> str:
+def _gmacs(cost: tuple[float, float] | None) -> str:
+    return f"{cost[0]:.4f} (attention: {cost[1]:.4f})" if cost else "not counted"
+
+
+def _results_table(evidence: RunEvidence, input_size: tuple[int, ...], cost: tuple[float, float] | None) -> str:
     s = evidence.summary
     params = s.get("params")
     rows = [
@@ -87,7 +91,7 @@ def _results_table(evidence: RunEvidence, input_size: tuple[int, ...]) -> str:
         ("Top-5 (last epoch)", _percent(s.get("top5"))),
         ("Best top-1 (over epochs)", _percent(s.get("best_top1"))),
         ("Params", f"{params / 1e6:.2f} M" if isinstance(params, (int, float)) else "not recorded"),
-        ("GMACs", f"{s['gmacs']:.3f}" if isinstance(s.get("gmacs"), (int, float)) else "not measured"),
+        ("GMACs per image", _gmacs(cost)),
         ("Input size", "x".join(str(d) for d in input_size)),
         ("Epochs", s.get("epochs", "not recorded")),
         ("Training time", _duration(s.get("train_time_s"))),
@@ -121,19 +125,21 @@ def render_card(
     *,
     input_size: tuple[int, ...],
     evidence: RunEvidence | None = None,
+    cost: tuple[float, float] | None = None,
     stock_timm: bool = False,
     license: str = "apache-2.0",
 ) -> ModelCard:
     """The README.md model card for ``repo_id``: Hub metadata, results, usage, surgery record, recipe.
 
-    ``record`` is the attnzoo model config (architecture, classes, surgery); ``stock_timm`` says whether
-    config.json lets timm rebuild the model without attnzoo installed.
+    ``record`` is the attnzoo model config (architecture, classes, surgery); ``cost`` the (total,
+    attention) GMACs per image at ``input_size``; ``stock_timm`` says whether config.json lets timm
+    rebuild the model without attnzoo installed.
     """
     name = repo_id.split("/")[-1]
     arch = record["architecture"]
     ops = record.get("surgery", [])
     lines = [f"# {name}", ""]
-    summary = f"`{arch}` ({record.get('num_classes')} classes, {record.get('in_chans')} input channels)"
+    summary = f"`{arch}` ({record['num_classes']} classes, in_chans={record['in_chans']})"
     if ops:
         summary += " with attnzoo model surgery: " + "; ".join(_describe(op) for op in ops)
     lines += [summary + ".", ""]
@@ -143,11 +149,13 @@ def render_card(
             f"Trained by the attnzoo run `{evidence.name}`"
             + (f" from the recipe `{recipe_path}`" if recipe_path else "")
             + (f", seed {evidence.summary['seed']}" if "seed" in evidence.summary else "")
-            + ". Every number below is copied from that run's `summary.json`.", "",
-            "## Results", "", _results_table(evidence, input_size),
+            + ". Accuracy, params, time and hardware are copied from that run's `summary.json`; GMACs "
+            "(multiply-adds, timm's convention) are counted on the published model at export.", "",
+            "## Results", "", _results_table(evidence, input_size, cost),
         ]
     else:
-        lines += ["No training run was attached to this upload, so the card reports no metrics.", ""]
+        lines += ["No training run was attached to this upload, so the card reports no metrics.", "",
+                  f"GMACs per image at {'x'.join(map(str, input_size))}: {_gmacs(cost)}.", ""]
     lines += [
         "## Usage", "", "```python", "import attnzoo  # registers attnzoo's models and attention in timm",
         "import timm", "", f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()',

@@ -17,10 +17,13 @@ from typing import Any
 
 import timm
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import save_for_hf
 from torch import nn
 
+from attnzoo.data import fashion_mnist
 from attnzoo.errors import CheckpointError
+from attnzoo.evaluate.flops import count_macs
 from attnzoo.hub.card import RunEvidence, render_card
 from attnzoo.hub.client import api, hub_errors, split_hub_name
 from attnzoo.models import load_model, model_config
@@ -34,7 +37,6 @@ CARD_NAME = "README.md"
 _PRETRAINED_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes",
                     "pool_size", "first_conv", "classifier", "fixed_input_size", "min_input_size",
                     "test_input_size", "test_crop_pct", "label_names", "label_descriptions")
-_DATA_KEYS = ("mean", "std", "interpolation", "crop_pct", "crop_mode")
 
 
 def stock_timm_args(model: nn.Module, record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -92,16 +94,22 @@ def timm_args(model: nn.Module, record: dict[str, Any]) -> tuple[str, dict[str, 
 
 
 def _data_config(model: nn.Module, record: dict[str, Any], evidence: RunEvidence | None) -> dict[str, Any]:
-    """Preprocessing of the published weights: the run's image size and normalisation when known."""
-    size = tuple(model.pretrained_cfg.get("input_size", (record["in_chans"], 224, 224)))
-    data: dict[str, Any] = {"input_size": (record["in_chans"], *size[1:])}
+    """Preprocessing of the published weights: the run's image size and the normalisation it trained with.
+
+    A run's ``summary.json`` ``mean``/``std`` win; Fashion-MNIST runs use the dataset's own statistics (as
+    training does); otherwise the model's cfg, cut to its input channels (as training's timm datasets do).
+    """
+    in_chans, cfg = record["in_chans"], model.pretrained_cfg
+    size = tuple(cfg.get("input_size", (in_chans, 224, 224)))[1:]
+    mean = tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN))[:in_chans]
+    std = tuple(cfg.get("std", IMAGENET_DEFAULT_STD))[:in_chans]
     if evidence is not None:
         img_size = evidence.summary.get("img_size")
-        if isinstance(img_size, int):
-            data["input_size"] = (record["in_chans"], img_size, img_size)
-        recipe_data = (evidence.recipe or {}).get("data") or {}
-        data.update({k: recipe_data[k] for k in _DATA_KEYS if recipe_data.get(k) is not None})
-    return data
+        size = (img_size, img_size) if isinstance(img_size, int) else size
+        if evidence.dataset == "fashion-mnist":
+            mean, std = fashion_mnist.MEAN, fashion_mnist.STD
+        mean, std = evidence.summary.get("mean", mean), evidence.summary.get("std", std)
+    return {"input_size": (in_chans, *size), "mean": tuple(mean), "std": tuple(std)}
 
 
 def _adaptation_layers(model: nn.Module, pretrained_cfg: dict[str, Any]) -> dict[str, str]:
@@ -144,8 +152,10 @@ def save_pretrained(
                   pretrained_cfg=pretrained_cfg, attnzoo=record)
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
-    card = render_card(repo_id, record, input_size=tuple(pretrained_cfg["input_size"]), evidence=evidence,
-                       stock_timm=stock, license=license)
+    input_size = tuple(pretrained_cfg["input_size"])
+    macs = count_macs(model, input_size)
+    card = render_card(repo_id, record, input_size=input_size, evidence=evidence, stock_timm=stock,
+                       cost=(macs.gmacs, macs.attention(model) / 1e9), license=license)
     card.save(folder / CARD_NAME)
     return folder
 
