@@ -58,6 +58,22 @@ def test_offline_with_an_empty_cache_says_how_to_fill_it(hub, monkeypatch):
     assert "unset HF_HUB_OFFLINE" in one_line(err)
 
 
+def test_push_while_offline(hub, monkeypatch):
+    point_client_at(monkeypatch, hub.url, hub.token, hub.hf_home, offline=True)
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE=1 blocks Hub access for lab/offline-push; unset") as err:
+        attnzoo_hub.push_to_hub(timm.create_model("cnn3"), "lab/offline-push")
+    one_line(err)
+
+
+def test_private_repo_is_invisible_without_a_token(hub, monkeypatch):
+    model = timm.create_model("cnn3")
+    attnzoo_hub.push_to_hub(model, "lab/private-model", private=True)
+    assert attnzoo_hub.load_model("hf-hub:lab/private-model").num_classes == model.num_classes
+    point_client_at(monkeypatch, hub.url, None, hub.hf_home / "anonymous")
+    with pytest.raises(HubError, match="Hub repo 'lab/private-model' not found .*or it is private"):
+        attnzoo_hub.load_model("hf-hub:lab/private-model")
+
+
 def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

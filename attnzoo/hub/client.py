@@ -62,8 +62,7 @@ def hub_errors(repo_id: str, revision: str | None = None, filename: str | None =
         ) from None
     except OfflineModeIsEnabled:
         raise HubError(
-            f"HF_HUB_OFFLINE=1 blocks Hub access for {what} and it is not in the cache {constants.HF_HUB_CACHE}; "
-            "unset HF_HUB_OFFLINE to download it once"
+            f"HF_HUB_OFFLINE=1 blocks Hub access for {what}; unset HF_HUB_OFFLINE to reach {constants.ENDPOINT}"
         ) from None
     except LocalEntryNotFoundError as err:
         if constants.HF_HUB_OFFLINE or isinstance(err.__cause__, OfflineModeIsEnabled):

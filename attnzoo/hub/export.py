@@ -59,8 +59,7 @@ def stock_timm_args(model: nn.Module, record: dict[str, Any]) -> tuple[str, dict
         twin.load_state_dict(model.state_dict(), strict=True)
     except (RuntimeError, TypeError, ValueError, KeyError):
         return None
-    size = model.pretrained_cfg.get("input_size", (record["in_chans"], 224, 224))
-    x = torch.randn(2, record["in_chans"], *size[1:], generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, record["in_chans"], 64, 64, generator=torch.Generator().manual_seed(0))
     was_training = model.training
     with torch.no_grad():
         same = torch.allclose(model.eval()(x), twin.eval()(x), rtol=1e-5, atol=1e-6)
@@ -200,13 +199,17 @@ def run_weights(run_dir: str | Path, which: str = "best") -> Path:
     return path
 
 
+def _run_model(run_dir: str | Path, weights: str) -> tuple[nn.Module, RunEvidence]:
+    evidence = RunEvidence.read(run_dir)
+    return load_model(run_weights(run_dir, weights)), evidence
+
+
 def export_run(
     run_dir: str | Path, folder: str | Path, *, repo_id: str, weights: str = "best", license: str = "apache-2.0"
 ) -> Path:
     """Write the folder :func:`push_run` would upload, without uploading (to inspect it first)."""
-    evidence = RunEvidence.read(run_dir)
-    return save_pretrained(load_model(run_weights(run_dir, weights)), folder, repo_id=repo_id, evidence=evidence,
-                           license=license)
+    model, evidence = _run_model(run_dir, weights)
+    return save_pretrained(model, folder, repo_id=repo_id, evidence=evidence, license=license)
 
 
 def push_run(
@@ -220,7 +223,6 @@ def push_run(
     license: str = "apache-2.0",
 ) -> str:
     """Publish a training run folder: its ``best`` (or ``last``) weights with a card built from its evidence."""
-    evidence = RunEvidence.read(run_dir)
-    model = load_model(run_weights(run_dir, weights))
+    model, evidence = _run_model(run_dir, weights)
     return push_to_hub(model, repo_id, evidence=evidence, revision=revision, private=private, token=token,
                        license=license)
