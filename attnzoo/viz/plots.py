@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from attnzoo.viz.capture import AttentionMaps, Capture
 
@@ -36,6 +37,20 @@ def last_per_stage(captured: Capture, has: str) -> dict[int, AttentionMaps]:
         if usable:
             chosen[stage] = usable[-1]
     return chosen
+
+
+def _colour_range(values: torch.Tensor, min_span: float = 0.02) -> dict[str, float]:
+    """vmin/vmax spanning ``values``, widened to ``min_span`` of their magnitude.
+
+    An untrained gate is nearly constant (e.g. 0.5 +- 1e-8); stretching that to the full colour map
+    would paint noise as structure and make the colour bar's ticks unreadable.
+    """
+    low, high = float(values.min()), float(values.max())
+    span = min_span * max(abs(low), abs(high), 1e-6)
+    if high - low < span:
+        middle = (low + high) / 2
+        low, high = middle - span / 2, middle + span / 2
+    return {"vmin": low, "vmax": high}
 
 
 def _label(index: int, class_names: Sequence[str] | None) -> str:
@@ -76,19 +91,23 @@ def image_figure(
     for ax, (stage, item) in zip(axes[0, 1:], spatial.items()):
         heat = F.interpolate(item.spatial()[index : index + 1], size=size, mode="bilinear", align_corners=False)
         ax.imshow(picture, cmap=gray)
-        shown = ax.imshow(heat[0, 0].numpy(), cmap=OVERLAY_CMAP, alpha=0.5)
+        shown = ax.imshow(heat[0, 0].numpy(), cmap=OVERLAY_CMAP, alpha=0.5, **_colour_range(heat))
         ax.set_title(f"stage {stage} {item.kind}\n{item.name}", fontsize=7)
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, format="%.3g")
+        # Below the map, so the columns of the feature rows stay aligned with the overlays.
+        bar = fig.colorbar(shown, ax=ax, location="bottom", fraction=0.05, pad=0.02, format="%.3g")
+        bar.ax.xaxis.set_major_locator(MaxNLocator(3))
+        bar.ax.tick_params(labelsize=7)
 
     for row, layer in zip(axes[1:], layers):
         maps = captured.features[layer][index]
         shown_maps = maps[:channels]
-        low, high = float(shown_maps.min()), float(shown_maps.max())
+        scale = _colour_range(shown_maps)
         for channel, ax in enumerate(row[: len(shown_maps)]):
-            shown = ax.imshow(shown_maps[channel].numpy(), cmap=FEATURE_CMAP, vmin=low, vmax=high)
+            shown = ax.imshow(shown_maps[channel].numpy(), cmap=FEATURE_CMAP, **scale)
             ax.set_title(f"{layer} {tuple(maps.shape)}\nch 0" if channel == 0 else f"ch {channel}", fontsize=7)
         # One colour scale per layer, so channels compare; the bar sits by the row's last map.
-        fig.colorbar(shown, ax=row[len(shown_maps) - 1], fraction=0.046, pad=0.02, format="%.3g")
+        bar = fig.colorbar(shown, ax=row[len(shown_maps) - 1], fraction=0.046, pad=0.02, format="%.3g")
+        bar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     return fig
 
