@@ -14,6 +14,7 @@ import attnzoo
 from attnzoo.cli import main
 from attnzoo.models import save_weights
 from attnzoo.viz import capture, excitation_figure, image_figure, save_figure
+from attnzoo.viz.report import run_img_size
 from attnzoo.viz.samples import FASHION_MNIST_CLASSES, balanced_indices, fashion_mnist_test, prepare
 
 N_FAKE = 30
@@ -130,3 +131,10 @@ def test_command_refuses_a_checkpoint_of_another_model(fake_fashion_mnist, tmp_p
 def test_command_names_close_layers_for_a_typo(fake_fashion_mnist, tmp_path, capsys):
     assert main(["viz", "cnn3_se", "--layers", "stages.1.cnv", "--out", str(tmp_path)]) == 2
     assert "no layer 'stages.1.cnv'; close names: stages.1.conv" in capsys.readouterr().err
+
+
+def test_image_size_comes_from_the_checkpoints_run_summary(tmp_path):
+    (tmp_path / "summary.json").write_text('{"img_size": 32, "top1": 90.0}')
+    assert run_img_size(tmp_path / "best.safetensors") == 32
+    assert run_img_size(tmp_path / "elsewhere" / "best.safetensors") is None
+    assert run_img_size(None) is None

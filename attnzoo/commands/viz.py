@@ -7,6 +7,13 @@ import argparse
 from attnzoo.errors import DatasetNotFoundError
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "viz", help="plot feature maps, spatial attention and per-class channel gates as PNGs",
@@ -17,19 +24,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="safetensors weights (e.g. runs/x/best.safetensors); "
                         "without it the model has random weights, as the figure titles say")
     parser.add_argument("--data", default="fashion-mnist", help="dataset (only 'fashion-mnist', the test split)")
-    parser.add_argument("--images", type=int, default=8, help="images to plot, classes taken in turn")
-    parser.add_argument("--gate-images", type=int, default=1000,
+    parser.add_argument("--images", type=_positive, default=8, help="images to plot, classes taken in turn")
+    parser.add_argument("--gate-images", type=_positive, default=1000,
                         help="test images averaged in the per-class channel-gate plot")
     parser.add_argument("--layers", help="comma-separated module names whose feature maps to show "
                         "(default: every stage, e.g. layer1,...,layer4)")
-    parser.add_argument("--channels", type=int, default=8, help="feature-map channels shown per layer")
-    parser.add_argument("--img-size", type=int, default=28, help="input side in pixels")
+    parser.add_argument("--channels", type=_positive, default=8, help="feature-map channels shown per layer")
+    parser.add_argument("--img-size", type=_positive, help="input side in pixels (default: the img_size in the "
+                        "checkpoint's run summary.json, else 28)")
     parser.add_argument("--out", default="viz", help="folder for the PNGs")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnzoo.viz.report import fashion_mnist_model, write_report
+    from attnzoo.viz.report import fashion_mnist_model, run_img_size, write_report
 
     if args.data != "fashion-mnist":
         raise DatasetNotFoundError(f"--data {args.data!r} is not supported; use --data fashion-mnist")
@@ -37,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     weights = args.checkpoint or "untrained (random weights)"
     paths = write_report(
         model, args.out, title=f"{args.model} - {weights}", images=args.images, gate_images=args.gate_images,
-        layers=args.layers.split(",") if args.layers else None, channels=args.channels, img_size=args.img_size,
+        layers=args.layers.split(",") if args.layers else None, channels=args.channels,
+        img_size=args.img_size or run_img_size(args.checkpoint) or 28,
     )
     print("\n".join(str(p) for p in paths))
     return 0

@@ -43,6 +43,14 @@ def fashion_mnist_model(name: str, checkpoint: str | os.PathLike | None = None) 
     return model
 
 
+def run_img_size(checkpoint: str | os.PathLike | None) -> int | None:
+    """The input size the checkpoint's run trained at (``img_size`` in its folder's summary.json), if any."""
+    summary = Path(checkpoint).parent / "summary.json" if checkpoint else None
+    if summary is None or not summary.is_file():
+        return None
+    return json.loads(summary.read_text()).get("img_size")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
