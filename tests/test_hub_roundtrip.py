@@ -48,6 +48,17 @@ def test_push_then_load_finetune_branch_and_offline(hub, tmp_path, monkeypatch):
     assert hub.state.requests == requests_before
 
 
+def test_new_input_channels_adapt_the_first_convolution_as_timm_does(hub):
+    gray = train_steps(timm.create_model("cnn3_se"))
+    attnzoo_hub.push_to_hub(gray, "lab/cnn3_se-gray")
+    rgb = attnzoo_hub.load_model("hf-hub:lab/cnn3_se-gray", in_chans=3)
+    first = "stages.0.conv.weight"
+    torch.testing.assert_close(rgb.state_dict()[first], gray.state_dict()[first].repeat(1, 3, 1, 1) / 3)
+    assert_same_weights(gray, rgb, skip=(first,))
+    assert rgb(torch.randn(2, 3, 28, 28)).shape == (2, 10)
+    assert rgb.pretrained_cfg["input_size"] == (3, 28, 28)
+
+
 def test_registered_fmnist_tag_resolves_to_pushed_weights(hub):
     """``resnet18_cbam.fmnist``'s default cfg names ``{ATTNZOO_HUB_ORG}/resnet18_cbam.fmnist`` on the Hub."""
     trained = timm.create_model("resnet18_cbam", in_chans=1, num_classes=10, small_input=True)

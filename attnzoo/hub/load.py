@@ -119,7 +119,7 @@ def _adapt_in_chans(model: nn.Module, in_chans: int, first_conv: str | None, whe
             f"cannot adapt {where} to in_chans={in_chans}: its pretrained_cfg names no first convolution "
             f"(first_conv={first_conv!r}); use the checkpoint's in_chans"
         )
-    conv.weight = nn.Parameter(adapt_input_conv(in_chans, conv.weight.detach()))
+    conv.weight = nn.Parameter(adapt_input_conv(in_chans, conv.weight.detach(), base_chans=conv.in_channels))
     conv.in_channels = in_chans
 
 
