@@ -24,7 +24,7 @@ from attnzoo.surgery import model_stages
 
 
 class UnknownLayerError(AttnzooError, ValueError):
-    """A layer name that is not a module of the model."""
+    """A layer name that is not a module of the model, or whose output is not a tensor."""
 
 
 @dataclass
@@ -124,12 +124,13 @@ def check_layers(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module
     return {layer: modules[layer] for layer in layers}
 
 
-def _first_tensor(output: object) -> torch.Tensor:
+def _first_tensor(name: str, output: object) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise TypeError(f"layer output of type {type(output).__name__} holds no tensor to capture")
+    raise UnknownLayerError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose a layer "
+                            "that outputs a feature map")
 
 
 @contextmanager
@@ -158,7 +159,7 @@ def capturing(
 
     def save_feature(name: str):
         def hook(module: nn.Module, args: tuple, output: object) -> None:
-            chunks[name].append(_first_tensor(output).detach().float().cpu().clone())
+            chunks[name].append(_first_tensor(name, output).detach().float().cpu().clone())
         return hook
 
     def save_maps(item: AttentionMaps, parts: dict[str, list[torch.Tensor]]):
