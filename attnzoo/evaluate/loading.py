@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from attnzoo import hub
 from attnzoo.errors import CheckpointError
 from attnzoo.models import build_model, check_model_name, load_state_dict_strict, model_from_config, read_weights
 from attnzoo.models.io import CONFIG_KEY
@@ -32,12 +33,14 @@ def load_eval_model(
     in_chans, head), so the model is rebuilt from that and must be the architecture named. ``num_classes``
     resets the head when it differs from the weights' one.
     """
-    if name.startswith("hf-hub:") or (checkpoint is None and "." in name):
-        model = build_model(name, pretrained=True, in_chans=in_chans)
+    if name.startswith("hf-hub:"):
+        model = hub.load_model(name, num_classes=num_classes, in_chans=in_chans)
     elif checkpoint is not None and str(checkpoint).startswith("hf-hub:"):
         check_model_name(name)
-        model = build_model(str(checkpoint), pretrained=True, in_chans=in_chans)
+        model = hub.load_model(str(checkpoint), num_classes=num_classes, in_chans=in_chans)
         _check_architecture(model.pretrained_cfg.get("architecture", ""), name, str(checkpoint))
+    elif checkpoint is None and "." in name:
+        model = build_model(name, pretrained=True, in_chans=in_chans)
     elif checkpoint is not None:
         check_model_name(name)
         model = _from_file(name, Path(checkpoint), num_classes=num_classes, in_chans=in_chans)
