@@ -80,6 +80,8 @@ def test_jit_trace_and_compile_reproduce_eager_outputs():
 def test_small_input_stem_keeps_resolution():
     model = build_model("resnet18_cbam", num_classes=10, in_chans=1, small_input=True)
     assert model.forward_features(torch.randn(1, 1, 28, 28)).shape == (1, 512, 4, 4)
+    strided = build_model("resnet18", in_chans=1, small_input=True, stem_stride=2)
+    assert strided.forward_features(torch.randn(1, 1, 28, 28)).shape == (1, 512, 2, 2)
     deep = build_model("resnet50d", in_chans=1, small_input=True)
     assert deep.forward_features(torch.randn(1, 1, 32, 32)).shape == (1, 2048, 4, 4)
     mobile = build_model("mobilenetv2_100", in_chans=1, small_input=True, attention="se")

@@ -35,11 +35,14 @@ def build_model(
     preserve: bool = False,
     attn_kwargs: dict[str, Any] | None = None,
     small_input: bool = False,
+    stem_stride: int = 1,
     **timm_kwargs: Any,
 ) -> nn.Module:
     """Create ``name`` with timm, then apply the requested surgery.
 
-    ``name`` is any timm or attnzoo name (with a pretrained tag) or ``hf-hub:org/repo``. With
+    ``name`` is any timm or attnzoo name (with a pretrained tag) or ``hf-hub:org/repo``.
+    ``small_input`` swaps the stem for 28-64 px images (:func:`attnzoo.surgery.adapt_small_input`, with
+    ``stem_stride``). With
     ``pretrained=True, attention=..., preserve=True`` a backbone's weights are kept and the attention
     starts as the identity, so fine-tuning begins from the backbone's accuracy.
     """
@@ -47,7 +50,7 @@ def build_model(
     kwargs = {k: v for k, v in dict(num_classes=num_classes, in_chans=in_chans).items() if v is not None}
     model = timm.create_model(name, pretrained=pretrained, **kwargs, **timm_kwargs)
     if small_input:
-        adapt_small_input(model)
+        adapt_small_input(model, stride=stem_stride)
     if attention:
         inject(model, attention, stages=stages, preserve=preserve, **(attn_kwargs or {}))
     return model

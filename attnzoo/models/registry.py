@@ -95,6 +95,7 @@ def _create_injected(
     stages: list[int] | None = None,
     attn_kwargs: dict[str, Any] | None = None,
     small_input: bool | None = None,
+    stem_stride: int = 1,
     cache_dir: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
@@ -110,7 +111,7 @@ def _create_injected(
     model_args = {**weights_args, **kwargs}
     if small_input is not None:
         model_args["small_input"] = small_input
-    ops = [{"op": "small_input"}] if model_args.pop("small_input", False) else []
+    ops = [{"op": "small_input", "stride": stem_stride}] if model_args.pop("small_input", False) else []
     ops.append({"op": "attention", "attn": attn, "stages": stages, "preserve": False, "kwargs": attn_kwargs or {}})
     model = apply_surgery(timm.create_model(base, **model_args), ops)
     object.__setattr__(model, BASE_ATTR, base)

@@ -136,7 +136,7 @@ def apply_surgery(model: nn.Module, ops: Sequence[dict[str, Any]]) -> nn.Module:
         if op["op"] == "attention":
             inject(model, op["attn"], stages=op["stages"], preserve=op.get("preserve", False), **op["kwargs"])
         elif op["op"] == "small_input":
-            adapt_small_input(model)
+            adapt_small_input(model, stride=op.get("stride", 1))
         else:
             raise SurgeryError(f"unknown surgery operation {op['op']!r}; known: attention, small_input")
     return model
