@@ -15,7 +15,9 @@ import yaml
 from torch import nn
 
 from attnzoo.models import save_weights
+from attnzoo.train import load_recipe, train
 from hub_server import HubServer, point_client_at
+from train_helpers import make_tiny_fashion_mnist, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,16 @@ def train_steps(model: nn.Module, steps: int = 3, img_size: int = 28) -> nn.Modu
     return model.eval()
 
 
+def trained_run(root: Path, name: str = "tiny-cnn3_cbam") -> Path:
+    """A real run folder: ``attnzoo.train`` on a tiny synthetic Fashion-MNIST, one epoch of cnn3_cbam."""
+    data = make_tiny_fashion_mnist(root / "data")
+    recipe, path = load_recipe(write_recipe(root / f"{name}.yaml", data, root / "runs", epochs=1))
+    train(recipe, path)
+    return root / "runs" / name
+
+
 def make_run(root: Path, name: str, model: nn.Module, img_size: int = 28) -> Path:
-    """A run folder as training writes it (run-folder contract), with ``model``'s weights as best/last."""
+    """A run folder as training writes it (run-folder contract) with chosen numbers and ``model``'s weights."""
     run = root / "runs" / name
     run.mkdir(parents=True)
     save_weights(model, run / "best.safetensors")

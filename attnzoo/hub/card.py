@@ -75,6 +75,8 @@ def _percent(value: Any) -> str:
 def _duration(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)):
         return "not recorded"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
 
 
@@ -144,10 +146,8 @@ def render_card(
         summary += " with attnzoo model surgery: " + "; ".join(_describe(op) for op in ops)
     lines += [summary + ".", ""]
     if evidence is not None:
-        recipe_path = evidence.summary.get("recipe")
         lines += [
-            f"Trained by the attnzoo run `{evidence.name}`"
-            + (f" from the recipe `{recipe_path}`" if recipe_path else "")
+            f"Trained by the attnzoo run `{evidence.name}`{_recipe_source(evidence.summary.get('recipe'))}"
             + (f", seed {evidence.summary['seed']}" if "seed" in evidence.summary else "")
             + ". Accuracy, params, time and hardware are copied from that run's `summary.json`; GMACs "
             "(multiply-adds, timm's convention) are counted on the published model at export.", "",
@@ -174,6 +174,16 @@ def render_card(
         lines += ["## Resolved recipe", "", "```yaml", recipe_yaml, "```", ""]
     content = f"---\n{_card_data(repo_id, record, evidence, license).to_yaml()}\n---\n\n" + "\n".join(lines)
     return ModelCard(content)
+
+
+def _recipe_source(recipe: Any) -> str:
+    """Where the recipe came from: its repo-relative path, or only the file name of a local file."""
+    if not isinstance(recipe, str) or not recipe:
+        return ""
+    if _LOCAL_PATH.match(recipe):
+        name = re.split(r"[\\/]", recipe)[-1]
+        return f" from the local recipe file `{name}` (resolved below)"
+    return f" from the recipe `{recipe}`"
 
 
 def _describe(op: dict) -> str:
