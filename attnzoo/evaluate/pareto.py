@@ -28,7 +28,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def plot_pareto(groups: list, path: Path) -> Path:
     """Two panels, top-1 vs GMACs and vs ms/img; error bars are the std over seeds, the line the front."""
-    axes_spec = [("gmacs", "GMACs per image (multiply-adds)"), ("ms_per_img", "CPU latency, ms per image")]
+    axes_spec = [("gmacs", "GMACs per image (multiply-adds)"), ("ms_per_img", "latency, CPU ms per image (1 thread)")]
     datasets = sorted({g.first.summary["dataset"] for g in groups})
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 4 * len(datasets)), squeeze=False)
