@@ -14,7 +14,7 @@ import attnzoo
 from attnzoo.cli import main
 from attnzoo.models import save_weights
 from attnzoo.viz import capture, excitation_figure, image_figure, save_figure
-from attnzoo.viz.report import run_img_size
+from attnzoo.viz.report import run_input
 from attnzoo.viz.samples import FASHION_MNIST_CLASSES, balanced_indices, fashion_mnist_test, prepare
 
 N_FAKE = 30
@@ -66,10 +66,17 @@ def test_balanced_indices_take_the_classes_in_turn():
     assert balanced_indices(labels, 5).tolist() == [4, 2, 0, 3, 1]
 
 
-def test_prepare_normalises_and_fits_the_models_input():
-    x = prepare(torch.full((2, 28, 28), 255, dtype=torch.uint8), in_chans=3, img_size=32)
+def test_prepare_normalises_and_scales_to_the_models_input():
+    x = prepare(torch.full((2, 28, 28), 255, dtype=torch.uint8), in_chans=3, img_size=32, resize="bilinear")
     assert x.shape == (2, 3, 32, 32)
     assert x[0, 0, 0, 0].item() == pytest.approx((1 - 0.2860) / 0.3530)
+
+
+def test_prepare_pads_on_black_as_training_does():
+    x = prepare(torch.full((1, 28, 28), 255, dtype=torch.uint8), img_size=32, resize="pad")
+    assert x.shape == (1, 1, 32, 32)
+    assert x[0, 0, 1, 1].item() == pytest.approx(-0.2860 / 0.3530)  # padding
+    assert x[0, 0, 2:30, 2:30].eq(x[0, 0, 16, 16]).all() and x[0, 0, 16, 16] > 2
 
 
 def test_image_figure_is_written_and_not_blank(tmp_path):
@@ -133,8 +140,8 @@ def test_command_names_close_layers_for_a_typo(fake_fashion_mnist, tmp_path, cap
     assert "no layer 'stages.1.cnv'; close names: stages.1.conv" in capsys.readouterr().err
 
 
-def test_image_size_comes_from_the_checkpoints_run_summary(tmp_path):
-    (tmp_path / "summary.json").write_text('{"img_size": 32, "top1": 90.0}')
-    assert run_img_size(tmp_path / "best.safetensors") == 32
-    assert run_img_size(tmp_path / "elsewhere" / "best.safetensors") is None
-    assert run_img_size(None) is None
+def test_input_size_and_resize_come_from_the_checkpoints_run_recipe(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("model:\n  name: cnn3\ndata:\n  img_size: 32\n  resize: pad\n")
+    assert run_input(tmp_path / "best.safetensors") == {"img_size": 32, "resize": "pad"}
+    assert run_input(tmp_path / "elsewhere" / "best.safetensors") == {}
+    assert run_input(None) == {}

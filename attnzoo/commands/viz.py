@@ -30,23 +30,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layers", help="comma-separated module names whose feature maps to show "
                         "(default: every stage, e.g. layer1,...,layer4)")
     parser.add_argument("--channels", type=_positive, default=8, help="feature-map channels shown per layer")
-    parser.add_argument("--img-size", type=_positive, help="input side in pixels (default: the img_size in the "
-                        "checkpoint's run summary.json, else 28)")
+    parser.add_argument("--img-size", type=_positive, help="input side in pixels (default: the checkpoint's "
+                        "run recipe.yaml, else 28)")
+    parser.add_argument("--resize", choices=("pad", "bilinear"), help="how 28 px images reach --img-size "
+                        "(default: the checkpoint's run recipe.yaml, else pad)")
     parser.add_argument("--out", default="viz", help="folder for the PNGs")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnzoo.viz.report import fashion_mnist_model, run_img_size, write_report
+    from attnzoo.viz.report import fashion_mnist_model, run_input, write_report
 
     if args.data != "fashion-mnist":
         raise DatasetNotFoundError(f"--data {args.data!r} is not supported; use --data fashion-mnist")
     model = fashion_mnist_model(args.model, args.checkpoint)
+    trained_with = run_input(args.checkpoint)
     weights = args.checkpoint or "untrained (random weights)"
     paths = write_report(
         model, args.out, title=f"{args.model} - {weights}", images=args.images, gate_images=args.gate_images,
         layers=args.layers.split(",") if args.layers else None, channels=args.channels,
-        img_size=args.img_size or run_img_size(args.checkpoint) or 28,
+        img_size=args.img_size or trained_with.get("img_size", 28),
+        resize=args.resize or trained_with.get("resize", "pad"),,
     )
     print("\n".join(str(p) for p in paths))
     return 0

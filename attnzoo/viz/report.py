@@ -7,7 +7,9 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import yaml
 from torch import nn
 
 from attnzoo.errors import CheckpointError
@@ -43,12 +45,17 @@ def fashion_mnist_model(name: str, checkpoint: str | os.PathLike | None = None) 
     return model
 
 
-def run_img_size(checkpoint: str | os.PathLike | None) -> int | None:
-    """The input size the checkpoint's run trained at (``img_size`` in its folder's summary.json), if any."""
-    summary = Path(checkpoint).parent / "summary.json" if checkpoint else None
-    if summary is None or not summary.is_file():
-        return None
-    return json.loads(summary.read_text()).get("img_size")
+def run_input(checkpoint: str | os.PathLike | None) -> dict[str, Any]:
+    """How the checkpoint's run fed images to its model: ``img_size`` and ``resize`` from its recipe.yaml.
+
+    Empty when the checkpoint is not in a run folder; a model sees its training distribution only when
+    the test images are padded or scaled the way its training images were.
+    """
+    recipe = Path(checkpoint).parent / "recipe.yaml" if checkpoint else None
+    if recipe is None or not recipe.is_file():
+        return {}
+    data = (yaml.safe_load(recipe.read_text()) or {}).get("data") or {}
+    return {key: data[key] for key in ("img_size", "resize") if data.get(key) is not None}
 
 
 def _slug(text: str) -> str:
@@ -65,16 +72,18 @@ def write_report(
     layers: Sequence[str] | None = None,
     channels: int = 8,
     img_size: int = 28,
+    resize: str = "pad",
     batch_size: int = 100,
 ) -> list[Path]:
     """Write one figure per test image and one excitation figure per model into ``out``; return the paths.
 
     ``images`` test images (classes taken in turn) get a figure each with ``channels`` channels of each of
     ``layers`` (default: the model's stages); the per-class channel gates average ``gate_images`` images.
+    Test images are brought to ``img_size`` as training did (``resize``: ``pad`` or ``bilinear``).
     """
     pixels, labels = fashion_mnist_test()
     order = balanced_indices(labels, max(images, gate_images))
-    inputs = prepare(pixels[order], model_config(model)["in_chans"], img_size)
+    inputs = prepare(pixels[order], model_config(model)["in_chans"], img_size, resize)
     labels = labels[order]
     layers = stage_layer_names(model) if layers is None else list(layers)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from attnzoo.errors import DatasetNotFoundError
 from attnzoo.models.registry import FMNIST_MEAN, FMNIST_STD
@@ -51,10 +52,20 @@ def balanced_indices(labels: torch.Tensor, count: int) -> torch.Tensor:
     return torch.stack(order[:count])
 
 
-def prepare(images: torch.Tensor, in_chans: int = 1, img_size: int = 28) -> torch.Tensor:
-    """uint8 (N, H, W) grey images -> normalised float (N, in_chans, img_size, img_size) model inputs."""
+def prepare(images: torch.Tensor, in_chans: int = 1, img_size: int = 28, resize: str = "pad") -> torch.Tensor:
+    """uint8 (N, H, W) grey images -> normalised float (N, in_chans, img_size, img_size) model inputs.
+
+    ``resize`` is how training brought the images to ``img_size`` (a recipe's ``data.resize``): ``pad``
+    centres them on black, ``bilinear`` scales them.
+    """
     x = images.float().div(255).unsqueeze(1)
-    if x.shape[-1] != img_size:
-        x = torch.nn.functional.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
+    side = x.shape[-1]
+    if resize == "pad" and img_size >= side:
+        low = (img_size - side) // 2
+        x = F.pad(x, (low, img_size - side - low, low, img_size - side - low))
+    elif resize in ("pad", "bilinear"):
+        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
+    else:
+        raise ValueError(f"resize {resize!r} is not 'pad' or 'bilinear'")
     x = (x - FMNIST_MEAN[0]) / FMNIST_STD[0]
     return x.expand(-1, in_chans, -1, -1).contiguous()
