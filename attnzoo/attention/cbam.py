@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct, create_act_layer
 from torch import nn
 
+from attnzoo.attention.fused import channel_then_spatial_gate, weighted_channel_mean
 from attnzoo.attention.identity import zero_
 from attnzoo.attention.registry import register_attention
 from attnzoo.attention.se import reduced_channels
@@ -76,7 +77,11 @@ class CbamSpatial(nn.Module):
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The spatial gate for input ``x``, shape (B, 1, H, W)."""
         maps = torch.cat((x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)), dim=1)
-        return {"spatial": self.gate(self.conv(maps))}
+        return {"spatial": self.gate_from_maps(maps)}
+
+    def gate_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """The gate (B, 1, H, W) from the channel-mean and channel-max maps stacked as (B, 2, H, W)."""
+        return self.gate(self.conv(maps))
 
     def init_identity(self) -> float:
         """Zero the BN's affine so the map is 0 (and the conv still gets gradient once it moves)."""
@@ -103,7 +108,16 @@ class Cbam(nn.Module):
         self.spatial = CbamSpatial(channels, spatial_kernel_size, gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.spatial(self.channel(x))
+        # Three routes to the same function (see docs/performance.md): a compiler fuses the plain form;
+        # training saves only x (attnzoo.attention.fused); inference gates the product it owns in place.
+        if torch.compiler.is_compiling():
+            return self.spatial(self.channel(x))
+        c = self.channel.attention_maps(x)["channel"][:, :, None, None]
+        if torch.is_grad_enabled():
+            return channel_then_spatial_gate(x, c, self.spatial.gate_from_maps)
+        y = x * c
+        maps = torch.cat((weighted_channel_mean(x, c), y.amax(dim=1, keepdim=True)), dim=1)
+        return y.mul_(self.spatial.gate_from_maps(maps))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Channel gate (B, C) and the spatial gate (B, 1, H, W) it feeds."""

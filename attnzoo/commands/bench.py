@@ -1,0 +1,53 @@
+"""``attnzoo bench``: attention overhead as a ratio to the plain backbone, with timm's modules alongside."""
+
+from __future__ import annotations
+
+import argparse
+
+MODE_HELP = "eager, compiled (torch.compile inductor), onnx (onnxruntime CPU), train (fwd+bwd+SGD), memory"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="time attention models against their plain backbone and timm's equivalents",
+        description="Ratios of attnzoo models to their plain backbone (and timm's native attention) for "
+        "inference and training; median of interleaved rounds.")
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="attnzoo models, e.g. resnet50_se resnet50_cbam")
+    parser.add_argument("--modes", default="eager,compiled,onnx,train,memory",
+                        help=f"comma-separated subset of: {MODE_HELP} (default: all)")
+    parser.add_argument("--infer-batch", type=int, default=8)
+    parser.add_argument("--infer-size", type=int, default=224, help="inference image side in pixels")
+    parser.add_argument("--train-batch", type=int, default=64)
+    parser.add_argument("--train-size", type=int, default=64, help="training image side in pixels")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians are reported")
+    parser.add_argument("--iters", type=int, default=3, help="calls per model per round")
+    parser.add_argument("--threads", type=int, help="torch and onnxruntime intra-op threads (default: torch's)")
+    parser.add_argument("--log", metavar="PATH", help="also append the report to this file")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnzoo.errors import AttnzooError
+    from attnzoo.evaluate.bench import MODES, Setting, candidates, run_benchmark
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise AttnzooError(f"unknown --modes {','.join(unknown)}; choose from {','.join(MODES)}")
+    for name in args.models:
+        candidates(name)  # fail on a bad name before minutes of timing
+    setting = Setting(args.infer_batch, args.infer_size, args.train_batch, args.train_size, args.rounds,
+                      args.iters, args.threads)
+    log = open(args.log, "a") if args.log else None
+
+    def report(text: str) -> None:
+        print(text, flush=True)
+        if log:
+            print(text, file=log, flush=True)
+
+    try:
+        run_benchmark(args.models, modes, setting, report)
+    finally:
+        if log:
+            log.close()
+    return 0

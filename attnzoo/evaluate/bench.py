@@ -1,0 +1,338 @@
+"""Attention overhead as a ratio to the plain backbone, with timm's own modules alongside.
+
+For each attention model the benchmark builds three candidates: the plain backbone, attnzoo's model, and
+timm's native equivalent where timm has one (``seresnet50``, ``resnet50`` with ``attn_layer='cbam'``, ...,
+built with the same weights so that the outputs can be compared). Timings interleave the candidates:
+every round runs each of them in turn, the ratio to the backbone is taken within the round, and the median
+over rounds is reported, which cancels most of the drift of a shared machine. Peak training memory is the
+most bytes the torch CPU allocator holds during one training step (weights, gradients, optimizer state and
+activations), replayed from the PyTorch profiler's allocation events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnzoo.errors import UnknownModelError
+from attnzoo.evaluate.throughput import num_threads
+from attnzoo.models.registry import INJECTED
+
+MODES = ("eager", "compiled", "onnx", "train", "memory")
+RESNET_BASES = ("resnet", "resnext", "wide_resnet")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model in a comparison; ``build`` makes it with a fixed seed."""
+
+    label: str
+    build: Callable[[], nn.Module]
+    role: str  # "backbone", "attnzoo" or "timm"
+
+
+@dataclass
+class Setting:
+    """Shapes and repetitions of a benchmark run."""
+
+    infer_batch: int = 8
+    infer_size: int = 224
+    train_batch: int = 64
+    train_size: int = 64
+    rounds: int = 7
+    iters: int = 3
+    threads: int | None = None
+
+
+@dataclass
+class Measurement:
+    """One candidate in one mode: per-round values (ms per call, or MiB) and their ratios to the backbone."""
+
+    label: str
+    role: str
+    values: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+
+    @property
+    def value(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """Lower and upper quartile of the per-round ratios."""
+        if len(self.ratios) < 2:
+            return self.ratio, self.ratio
+        q = statistics.quantiles(self.ratios, n=4)
+        return q[0], q[2]
+
+
+def _seeded(builder: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    @functools.wraps(builder)
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return builder()
+
+    return build
+
+
+def timm_equivalent(base: str, attn: str) -> Candidate | None:
+    """timm's own module in the same slot of ``base``, if timm has one for ``attn`` (ResNet family only)."""
+    if not base.startswith(RESNET_BASES):
+        return None
+    if attn == "se":
+        native = f"se{base}" if base.startswith("resnet") and f"se{base}" in timm.list_models() else None
+        layer, label = "se", f"timm {native or base + ' + SEModule'}"
+    elif attn == "cbam":
+        from timm.layers.cbam import CbamModule
+
+        layer, label = functools.partial(CbamModule, mlp_bias=True), f"timm {base} + CbamModule"
+    elif attn == "eca":
+        layer, label = "eca", f"timm {base} + EcaModule"
+    else:
+        return None
+    return Candidate(label, _seeded(lambda: timm.create_model(base, block_args=dict(attn_layer=layer))), "timm")
+
+
+def candidates(name: str) -> list[Candidate]:
+    """Backbone, attnzoo model and (where it exists) timm's equivalent, for attnzoo model ``name``."""
+    base = INJECTED.get(name)
+    if base is None:
+        raise UnknownModelError(
+            f"{name!r} is not an attnzoo <backbone>_<attention> model; see `attnzoo list` for names"
+        )
+    attn = name[len(base) + 1 :]
+    found = [
+        Candidate(base, _seeded(lambda: timm.create_model(base)), "backbone"),
+        Candidate(name, _seeded(lambda: timm.create_model(name)), "attnzoo"),
+    ]
+    twin = timm_equivalent(base, attn)
+    return found + ([twin] if twin else [])
+
+
+def identical_outputs(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> float:
+    """Max |logit difference| of the two models in eval mode, with timm's weights loaded into attnzoo's.
+
+    timm zero-initialises each block's last BN, which would silence the attention branch; the BNs of a
+    copy get random statistics and affine parameters first, so that the comparison means something.
+    """
+    theirs = copy.deepcopy(theirs).eval()
+    generator = torch.Generator().manual_seed(1)
+    for bn in (m for m in theirs.modules() if isinstance(m, nn.BatchNorm2d)):
+        for t, lo, hi in ((bn.weight, 0.5, 1.5), (bn.bias, -0.2, 0.2), (bn.running_mean, -0.2, 0.2),
+                          (bn.running_var, 0.5, 1.5)):
+            t.data.copy_(torch.rand(t.shape, generator=generator) * (hi - lo) + lo)
+    ours = copy.deepcopy(ours).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    with torch.inference_mode():
+        return float((ours(x) - theirs(x)).abs().max())
+
+
+# --- what one "call" is, per mode -------------------------------------------------------------------------
+
+
+def _inference_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    model.eval()
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return step
+
+
+def _compiled_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    return _inference_step(torch.compile(model.eval()), x)
+
+
+def _onnx_step(model: nn.Module, x: torch.Tensor, workdir: str, threads: int | None) -> Callable[[], None]:
+    from attnzoo.export import INPUT_NAME, export_onnx, ort_session
+
+    path = export_onnx(model, os.path.join(workdir, f"{id(model)}.onnx"), input_size=tuple(x.shape[1:]))
+    session, feed = ort_session(path, threads), {INPUT_NAME: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+class TrainingStep:
+    """One SGD-with-momentum step (forward, cross-entropy, backward, update) on a fixed batch."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+        self.model, self.x = model.train(), x
+        self.target = torch.randint(0, model.num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0))
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def __call__(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(self.x), self.target).backward()
+        self.optimizer.step()
+
+    def resident_bytes(self) -> int:
+        """Bytes held between steps: weights, buffers, momentum, the batch (gradients are freed)."""
+        state = [t for s in self.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+        tensors = [*self.model.state_dict().values(), *state, self.x, self.target]
+        return sum(t.nbytes for t in tensors)
+
+
+def _interleave(steps: dict[str, Callable[[], None]], setting: Setting) -> dict[str, list[float]]:
+    """Seconds per call of every step, per round; each round runs them all, in rotating order."""
+    labels = list(steps)
+    seconds: dict[str, list[float]] = {label: [] for label in labels}
+    for step in steps.values():  # warm-up: allocator, oneDNN primitives, compiled graphs
+        step()
+        step()
+    for r in range(setting.rounds):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            start = time.perf_counter()
+            for _ in range(setting.iters):
+                steps[label]()
+            seconds[label].append((time.perf_counter() - start) / setting.iters)
+    return seconds
+
+
+@contextlib.contextmanager
+def _quiet_fd2() -> Iterator[None]:
+    """Silence the C++ log lines the profiler writes straight to file descriptor 2."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_allocated(fn: Callable[[], None]) -> int:
+    """Most bytes the torch CPU allocator holds beyond its level at the start, while ``fn`` runs."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with _quiet_fd2(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+    )
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def training_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Peak bytes of a training step: what is resident before it plus the most the step allocates."""
+    step = TrainingStep(model, x)
+    step()  # creates the momentum buffers
+    return step.resident_bytes() + peak_allocated(step)
+
+
+@dataclass
+class Table:
+    """One mode's results for one attnzoo model: rows in candidate order, the backbone first."""
+
+    model: str
+    mode: str
+    unit: str
+    rows: list[Measurement]
+    notes: list[str] = field(default_factory=list)
+
+
+def run_mode(name: str, mode: str, setting: Setting, workdir: str) -> Table:
+    """Measure ``mode`` (one of :data:`MODES`) for the candidates of attnzoo model ``name``."""
+    cands = candidates(name)
+    train = mode in ("train", "memory")
+    batch, size = (setting.train_batch, setting.train_size) if train else (setting.infer_batch, setting.infer_size)
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    models = {c.label: c.build() for c in cands}
+    rows = [Measurement(c.label, c.role) for c in cands]
+    notes = []
+    if mode == "memory":
+        for row in rows:
+            row.values = [training_peak_bytes(models[row.label], x) / 2**20]
+        unit = "MiB"
+    else:
+        make = {
+            "eager": _inference_step,
+            "compiled": _compiled_step,
+            "onnx": lambda m, x: _onnx_step(m, x, workdir, setting.threads),
+            "train": lambda m, x: TrainingStep(m, x),
+        }[mode]
+        seconds = _interleave({label: make(model, x) for label, model in models.items()}, setting)
+        for row in rows:
+            row.values = [s * 1e3 for s in seconds[row.label]]
+        unit = "ms"
+    for row in rows:
+        row.ratios = [v / b for v, b in zip(row.values, rows[0].values)]
+    if mode == "eager" and len(cands) == 3:
+        diff = identical_outputs(models[cands[1].label], models[cands[2].label], x)
+        notes.append(f"{cands[1].label} with {cands[2].label}'s weights: max |logit diff| {diff:.1e}")
+    return Table(name, mode, unit, rows, notes)
+
+
+def environment() -> str:
+    """Versions, threads and CPU, for the report's header."""
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    return (
+        f"torch {torch.__version__}, timm {timm.__version__}, onnxruntime {onnxruntime.__version__}, "
+        f"python {platform.python_version()}; {torch.get_num_threads()} torch thread(s) of {os.cpu_count()} "
+        f"CPUs ({cpu})"
+    )
+
+
+MODE_TITLES = {
+    "eager": "inference, eager fp32, batch {infer_batch} at {infer_size}x{infer_size}",
+    "compiled": "inference, torch.compile (inductor), batch {infer_batch} at {infer_size}x{infer_size}",
+    "onnx": "inference, onnxruntime CPU, batch {infer_batch} at {infer_size}x{infer_size}",
+    "train": "training step (fwd + bwd + SGD), batch {train_batch} at {train_size}x{train_size}",
+    "memory": "peak training-step memory (torch.profiler allocation replay), batch {train_batch} at "
+    "{train_size}x{train_size}",
+}
+
+
+def format_table(table: Table, setting: Setting) -> str:
+    """A plain-text table: time (or memory), ratio to the backbone, and the ratio's quartiles."""
+    title = MODE_TITLES[table.mode].format(**vars(setting))
+    lines = [f"{table.model}: {title}", f"  {'model':40s} {table.unit:>9s} {'ratio':>7s}  quartiles"]
+    for row in table.rows:
+        lo, hi = row.spread
+        spread = f"{lo:.3f}-{hi:.3f}" if table.mode != "memory" else ""
+        lines.append(f"  {row.label:40s} {row.value:9.1f} {row.ratio:7.3f}  {spread}")
+    lines += [f"  {note}" for note in table.notes]
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    names: list[str], modes: list[str], setting: Setting, report: Callable[[str], None] = print
+) -> list[Table]:
+    """Run every mode for every model, passing each formatted table to ``report`` as it completes."""
+    tables = []
+    with num_threads(setting.threads), tempfile.TemporaryDirectory() as workdir:
+        report(f"attnzoo bench: {environment()}")
+        report(f"timings: median over {setting.rounds} interleaved rounds of {setting.iters} calls each; "
+               "ratio = time / backbone's time in the same round")
+        for name in names:
+            for mode in modes:
+                tables.append(run_mode(name, mode, setting, workdir))
+                report(format_table(tables[-1], setting))
+    return tables

@@ -1,0 +1,70 @@
+"""The benchmark compares the right models, measures memory correctly and prints ratios to the backbone.
+
+Only correctness is checked here: timings depend on the machine, so no test asserts a speed.
+"""
+
+import pytest
+import torch
+
+from attnzoo.cli import main
+from attnzoo.errors import UnknownModelError
+from attnzoo.evaluate.bench import Setting, candidates, identical_outputs, peak_allocated, run_mode, training_peak_bytes
+
+
+def test_candidates_are_backbone_attnzoo_model_and_timms_equivalent():
+    assert [c.label for c in candidates("resnet50_se")] == ["resnet50", "resnet50_se", "timm seresnet50"]
+    assert [c.role for c in candidates("resnet50_cbam")] == ["backbone", "attnzoo", "timm"]
+    assert [c.label for c in candidates("mobilenetv2_100_cbam")] == ["mobilenetv2_100", "mobilenetv2_100_cbam"]
+
+
+def test_unknown_model_names_the_listing_command():
+    with pytest.raises(UnknownModelError, match="attnzoo list"):
+        candidates("resnet50")
+
+
+@pytest.mark.parametrize("name", ["resnet18_se", "resnet18_cbam", "resnet18_eca"])
+def test_attnzoo_models_compute_the_same_logits_as_timms_modules(name):
+    _, ours, theirs = candidates(name)
+    assert identical_outputs(ours.build(), theirs.build(), torch.randn(2, 3, 64, 64)) < 1e-5
+
+
+def test_peak_allocated_sees_a_temporary_buffer():
+    def fn():
+        a = torch.ones(2**20)  # 4 MiB, freed before b
+        del a
+        torch.ones(2**18)
+
+    assert 4 * 2**20 <= peak_allocated(fn) < 5 * 2**20
+
+
+def test_training_peak_counts_weights_gradients_and_momentum():
+    model = torch.nn.Linear(1000, 1000)
+    model.num_classes = 1000
+    weights = sum(p.nbytes for p in model.parameters())
+    # weights + momentum resident, gradients allocated during the step
+    assert training_peak_bytes(model, torch.randn(4, 1000)) >= 3 * weights
+
+
+def test_cbam_adds_at_most_10_percent_to_training_memory():
+    table = run_mode("resnet18_cbam", "memory", Setting(train_batch=32, train_size=64), "")
+    assert [row.label for row in table.rows][:2] == ["resnet18", "resnet18_cbam"]
+    assert table.rows[0].ratio == 1.0
+    assert table.rows[1].ratio <= 1.10
+
+
+def test_bench_command_prints_ratio_tables_and_logs_them(tmp_path, capsys):
+    log = tmp_path / "bench.txt"
+    code = main(["bench", "resnet18_se", "--modes", "eager,train", "--infer-size", "32", "--infer-batch", "2",
+                 "--train-size", "32", "--train-batch", "2", "--rounds", "2", "--iters", "1", "--threads", "1",
+                 "--log", str(log)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "1 torch thread(s)" in out and "timm seresnet18" in out
+    assert "inference, eager fp32, batch 2 at 32x32" in out
+    assert "training step (fwd + bwd + SGD), batch 2 at 32x32" in out
+    assert log.read_text().strip() == out.strip()
+
+
+def test_bench_command_rejects_an_unknown_mode(capsys):
+    assert main(["bench", "resnet18_se", "--modes", "eager,warp"]) == 2
+    assert "unknown --modes warp" in capsys.readouterr().err
