@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         model, args.out, title=f"{args.model} - {weights}", images=args.images, gate_images=args.gate_images,
         layers=args.layers.split(",") if args.layers else None, channels=args.channels,
         img_size=args.img_size or trained_with.get("img_size", 28),
-        resize=args.resize or trained_with.get("resize", "pad"),,
+        resize=args.resize or trained_with.get("resize", "pad"),
     )
     print("\n".join(str(p) for p in paths))
     return 0
