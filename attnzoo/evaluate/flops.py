@@ -139,9 +139,11 @@ def cbam_spatial_macs(channels: int, height: int, width: int, kernel_size: int =
 
 
 def cbam_macs(channels: int, height: int, width: int, rd_channels: int, kernel_size: int = 7) -> int:
-    """CBAM: channel gate then spatial gate."""
+    """CBAM: channel gate then spatial gate, plus C for the scaling of the channel gate by 1/C: at inference
+    attnzoo's CBAM takes the spatial stage's channel mean of the gated map as one weighted sum of ``x``
+    with weights c/C (same MACs as the mean, without materialising the product first)."""
     return (cbam_channel_macs(channels, height, width, rd_channels)
-            + cbam_spatial_macs(channels, height, width, kernel_size))
+            + cbam_spatial_macs(channels, height, width, kernel_size) + channels)
 
 
 def eca_macs(channels: int, height: int, width: int, kernel_size: int) -> int:
