@@ -49,7 +49,11 @@ class RunEvidence:
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{summary_path} is not valid JSON ({err}); re-run or repair the run") from None
         recipe_path = run_dir / "recipe.yaml"
-        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else None
+        try:
+            recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else None
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise CheckpointError(f"{recipe_path} is not valid YAML ({problem}); re-run or repair the run") from None
         return cls(name=summary.get("name") or run_dir.name, summary=summary, recipe=recipe)
 
     @property

@@ -109,6 +109,10 @@ def _skeleton(config: dict[str, Any], where: str, **overrides: int | None) -> nn
     return timm.create_model(architecture, pretrained=False, **model_args)
 
 
+def _in_chans(model: nn.Module) -> int:
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
 def _adapt_in_chans(model: nn.Module, in_chans: int, first_conv: str | None, where: str) -> None:
     try:
         conv = model.get_submodule(first_conv) if first_conv else None
@@ -141,20 +145,22 @@ def load_model(
     repo_id, revision = _repo(name, revision)
     where = _where(repo_id, revision)
     config = load_config(repo_id, revision)
-    if not pretrained:
-        return _skeleton(config, where, num_classes=num_classes, in_chans=in_chans)
-    model = _skeleton(config, where)
-    load_state_dict_strict(model, load_state_dict(repo_id, revision, allow_pickle=allow_pickle), where)
     pretrained_cfg = dict(config.get("pretrained_cfg") or {})
     pretrained_cfg.update(
         architecture=config.get("attnzoo", config)["architecture"],
         hf_hub_id=f"{repo_id}@{revision}" if revision else repo_id,
         source="hf-hub",
     )
-    if in_chans is not None and in_chans != pretrained_cfg.get("input_size", (in_chans,))[0]:
-        _adapt_in_chans(model, in_chans, pretrained_cfg.get("first_conv"), where)
+    if not pretrained:
+        model = _skeleton(config, where, num_classes=num_classes, in_chans=in_chans)
+    else:
+        model = _skeleton(config, where)
+        load_state_dict_strict(model, load_state_dict(repo_id, revision, allow_pickle=allow_pickle), where)
+        if in_chans is not None and in_chans != _in_chans(model):
+            _adapt_in_chans(model, in_chans, pretrained_cfg.get("first_conv"), where)
+        if num_classes is not None and num_classes != model.num_classes:
+            model.reset_classifier(num_classes)
+    if in_chans is not None and "input_size" in pretrained_cfg:
         pretrained_cfg["input_size"] = (in_chans, *pretrained_cfg["input_size"][1:])
-    if num_classes is not None and num_classes != model.num_classes:
-        model.reset_classifier(num_classes)
     model.pretrained_cfg = model.default_cfg = pretrained_cfg
     return model
