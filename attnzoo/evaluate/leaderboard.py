@@ -43,6 +43,11 @@ class Run:
         return self.summary["model"].get("base", self.architecture)
 
     @property
+    def recipe(self) -> str:
+        """Repo-relative recipe path ("" for a run trained from an in-memory recipe)."""
+        return self.summary["recipe"] or ""
+
+    @property
     def has_attention(self) -> bool:
         return any(op.get("op") == "attention" for op in self.summary["model"].get("surgery", [])) or (
             self.architecture != self.base)
@@ -66,7 +71,7 @@ class Group:
 
     @property
     def recipe(self) -> str:
-        return self.first.summary["recipe"]
+        return self.first.recipe
 
     def mean(self, key: str) -> float:
         return statistics.fmean(float(r.summary[key]) for r in self.runs)
@@ -133,7 +138,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     """Group by (model, recipe), link each group to its baseline, and sort best first within a dataset."""
     keyed: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        keyed.setdefault((run.architecture, run.summary["recipe"]), []).append(run)
+        keyed.setdefault((run.architecture, run.recipe), []).append(run)
     groups = [Group(sorted(rs, key=lambda r: (int(r.summary["seed"]), r.name)), run_gmacs(rs[0].summary))
               for rs in keyed.values()]
     for group in groups:
@@ -189,7 +194,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 def _run_row(run: Run) -> dict[str, str]:
     s = run.summary
-    return {"name": run.name, "model": run.architecture, "recipe": s["recipe"], "seed": str(s["seed"]),
+    return {"name": run.name, "model": run.architecture, "recipe": run.recipe, "seed": str(s["seed"]),
             "dataset": s["dataset"], "epochs": str(s["epochs"]), "epochs_logged": str(run.epochs_logged),
             "top1": _f(float(s["top1"]), 2), "top5": _f(float(s["top5"]), 2),
             "best_top1": _f(float(s.get("best_top1", s["top1"])), 2),
