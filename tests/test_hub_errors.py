@@ -127,7 +127,8 @@ def test_weights_whose_shapes_do_not_match_the_config(hub, tmp_path):
     files["model.safetensors"] = exported(tmp_path / "other", timm.create_model("cnn3", num_classes=7))[
         "model.safetensors"]
     publish_files("lab/mismatch", files)
-    with pytest.raises(CheckpointError, match=r"do not fit the model: 2 shape mismatches \(e.g. fc.weight: file \(7, 512\)") as err:
+    expected = r"do not fit the model: 2 shape mismatches \(e.g. fc.weight: file \(7, 512\)"
+    with pytest.raises(CheckpointError, match=expected) as err:
         attnzoo_hub.load_model("hf-hub:lab/mismatch")
     one_line(err)
 
