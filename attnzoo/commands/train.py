@@ -1,0 +1,38 @@
+"""``attnzoo train``: train or fine-tune a model from a YAML recipe (also under ``torchrun``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model from a YAML recipe (one process, or many under torchrun)",
+        description="Train from a recipe. Under `torchrun --nproc_per_node N -m attnzoo train ...` the same "
+                    "command runs DDP (gloo on CPU, NCCL on GPU); batch_size is the global batch.")
+    parser.add_argument("recipe", nargs="?", help="recipe YAML (default with --resume: the run's recipe.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a recipe field, e.g. --set optim.lr=0.05 (value parsed as YAML; repeatable)")
+    parser.add_argument("--seed", type=int, help="override the recipe's seed")
+    parser.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue a run from runs/<name>/last.safetensors (its .state file sits beside it)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnzoo.errors import RecipeError
+    from attnzoo.train import load_recipe, train
+
+    recipe_path = args.recipe
+    if recipe_path is None:
+        if not args.resume:
+            raise RecipeError("give a recipe file (e.g. recipes/fashion_mnist/resnet18_cbam.yaml) or --resume")
+        recipe_path = Path(args.resume).parent / "recipe.yaml"
+    recipe, path = load_recipe(recipe_path, args.overrides, args.seed)
+    summary = train(recipe, path, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{summary['name']}: {summary['status']} after {summary['epochs']} epochs, top-1 {summary['top1']}, "
+              f"best {summary['best_top1']}, {summary['train_time_s']} s")
+    return 0

@@ -1,0 +1,73 @@
+"""Fashion-MNIST from the original IDX files (Debian's ``dataset-fashion-mnist`` installs them), falling back
+to torchvision's downloader when asked to."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attnzoo.errors import DatasetNotFoundError
+
+FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+MEAN, STD = (0.2860,), (0.3530,)
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file (gzipped or not) as a uint8 array of the shape its header declares."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise DatasetNotFoundError(f"{path} is not a uint8 IDX file (bad magic {data[:4].hex()}); "
+                                   "reinstall the dataset")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = 4 + 4 * ndim + int(np.prod(shape))
+    if len(data) != expected:
+        raise DatasetNotFoundError(f"{path} holds {len(data)} bytes, its header promises {expected}; "
+                                   "the file is truncated, reinstall the dataset")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find(root: Path, stem: str) -> Path | None:
+    for candidate in (root / f"{stem}.gz", root / stem, root / "FashionMNIST" / "raw" / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_fashion_mnist(
+    split: str, root: str | os.PathLike | None = None, download: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``split`` ("train" or "test") as uint8 images (N, 28, 28) and int64 labels (N,).
+
+    Looks in ``root`` (default ``$ATTNZOO_FASHION_MNIST`` or the Debian package's folder); with
+    ``download`` it lets torchvision fetch the files into ``root`` when they are not there.
+    """
+    if split not in _FILES:
+        raise DatasetNotFoundError(f"Fashion-MNIST has no split {split!r}; use 'train' or 'test'")
+    root = Path(root or os.environ.get("ATTNZOO_FASHION_MNIST", FASHION_MNIST_ROOT))
+    paths = [_find(root, stem) for stem in _FILES[split]]
+    if None in paths and download:
+        import torchvision
+
+        torchvision.datasets.FashionMNIST(str(root), train=split == "train", download=True)
+        paths = [_find(root, stem) for stem in _FILES[split]]
+    if None in paths:
+        raise DatasetNotFoundError(
+            f"Fashion-MNIST {split} files not found in {root}; run `apt-get install dataset-fashion-mnist`, "
+            "or set data.root to a folder holding the IDX files, or set data.download=true"
+        )
+    images, labels = (torch.from_numpy(read_idx(p).copy()) for p in paths)
+    if len(images) != len(labels):
+        raise DatasetNotFoundError(f"Fashion-MNIST {split}: {len(images)} images but {len(labels)} labels in {root}")
+    return images, labels.long()
