@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from PIL import Image
@@ -79,3 +81,35 @@ def test_folder_eval_row_holds_accuracy_and_cost_with_the_convention(image_folde
 def test_attention_cost_is_reported_separately():
     row = evaluate("cnn3_cbam", num_classes=10, img_size=28, runs=1, batch_size=2)
     assert 0 < row["attn_gmacs"] < row["gmacs"] and row["top1"] is None
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+class PixelDecoder(nn.Module):
+    """Un-normalises the pixel at (row, row) with Fashion-MNIST's mean/std and predicts value / 20 (0-9)."""
+
+    num_classes = 10
+
+    def __init__(self, row: int) -> None:
+        super().__init__()
+        self.row = row
+        self.conv = nn.Conv2d(1, 1, 1)  # gives input_size_of a channel count
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value = (x[:, 0, self.row, self.row] * 0.3530 + 0.2860) * 255
+        return nn.functional.one_hot((value / 20).round().long().clamp(0, 9), self.num_classes).float() + 0 * self.conv.bias
+
+
+def test_fashion_mnist_eval_pads_and_normalises_like_training(tmp_path, monkeypatch):
+    """Four test images whose pixel (0, 0) encodes a class; three labels agree: top-1 is exactly 75%."""
+    images = np.zeros((4, 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = [20, 40, 60, 80]  # decodes to classes 1, 2, 3, 4
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([1, 2, 3, 9]))
+    monkeypatch.setenv("ATTNZOO_FASHION_MNIST", str(tmp_path))
+    monkeypatch.setattr("attnzoo.evaluate.evaluate.load_eval_model", lambda *a, **k: PixelDecoder(row=2))
+    row = evaluate("decoder", data="fashion-mnist", img_size=32, runs=1, batch_size=3)  # 28 -> 32: 2 px pad
+    assert (row["images"], row["top1"], row["img_size"]) == (4, 75.0, 32)

@@ -49,3 +49,18 @@ def test_cost_only_run_prints_table_and_writes_json_and_csv(capsys, tmp_path):
     rows = json.loads((tmp_path / "r.json").read_text())
     assert rows[0]["model"] == "cnn3_se" and rows[0]["mac_convention"] == MAC_CONVENTION
     assert (tmp_path / "r.csv").read_text().splitlines()[0].endswith("mac_convention")
+
+
+def test_checkpoint_in_a_run_folder_is_evaluated_at_the_run_image_size(capsys, tmp_path):
+    run = tmp_path / "runs" / "cnn3-s0"
+    save_weights(build_model("cnn3", num_classes=10, in_chans=1), run / "best.safetensors")
+    (run / "summary.json").write_text(json.dumps({"img_size": 30}))
+    code, out, _ = run_cli(capsys, "cnn3", "--checkpoint", str(run / "best.safetensors"), "--runs", "1",
+                           "--batch-size", "2")
+    assert code == 0 and "1x30x30" in out
+
+
+def test_input_size_the_model_cannot_take_is_one_line(capsys):
+    code, _, err = run_cli(capsys, "cnn3", "--img-size", "40", "--no-data")
+    assert code == 2
+    assert err.count("\n") == 1 and "cannot run on 1x40x40 input" in err and "--img-size" in err

@@ -5,25 +5,29 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from timm.data import resolve_data_config
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from attnzoo.errors import AttnzooError
+from attnzoo.errors import AttnzooError, DatasetNotFoundError
 from attnzoo.evaluate.datasets import open_dataset
-from attnzoo.evaluate.flops import MAC_CONVENTION, count_macs
+from attnzoo.evaluate.flops import MAC_CONVENTION, MacCount, count_macs
 from attnzoo.evaluate.loading import load_eval_model
 from attnzoo.evaluate.throughput import measure_peak_memory, measure_throughput, num_threads
 
 
 class ClassCountError(AttnzooError, ValueError):
     """A dataset whose number of classes differs from the model's head."""
+
+
+class InputSizeError(AttnzooError, ValueError):
+    """An input size the model cannot run at (e.g. a fixed-size classifier such as cnn3's)."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,8 @@ class Accuracy:
     images: int
 
 
-def measure_accuracy(model: nn.Module, loader: DataLoader, *, progress: bool = False) -> Accuracy:
-    """Accuracy and loss of eval-mode ``model`` over every batch of ``loader``."""
+def measure_accuracy(model: nn.Module, loader: Iterable, *, progress: bool = False) -> Accuracy:
+    """Accuracy and loss of eval-mode ``model`` over every (images, labels) batch of ``loader``."""
     device = next(model.parameters()).device
     model.eval()
     correct1 = correct5 = images = outputs = 0
@@ -55,7 +59,7 @@ def measure_accuracy(model: nn.Module, loader: DataLoader, *, progress: bool = F
             correct5 += hits.any(dim=1).sum().item()
             images += y.numel()
     if images == 0:
-        raise ClassCountError("the dataset has no images; point --data at a folder with one subfolder per class")
+        raise DatasetNotFoundError("the dataset has no images; point --data at a folder with one subfolder per class")
     return Accuracy(
         top1=100.0 * correct1 / images,
         top5=100.0 * correct5 / images if outputs >= 5 else None,
@@ -72,6 +76,16 @@ def input_size_of(model: nn.Module, img_size: int | None = None) -> tuple[int, i
     return in_chans, img_size, img_size
 
 
+def count_macs_checked(model: nn.Module, input_size: tuple[int, int, int]) -> MacCount:
+    """:func:`count_macs`, turning a model that cannot take ``input_size`` into an :class:`InputSizeError`."""
+    try:
+        return count_macs(model, input_size)
+    except RuntimeError as err:
+        size = "x".join(map(str, input_size))
+        raise InputSizeError(f"the model cannot run on {size} input ({str(err).splitlines()[0]}); pass the "
+                             "--img-size it was built for") from None
+
+
 def measure_cost(
     model: nn.Module,
     input_size: tuple[int, int, int],
@@ -81,7 +95,7 @@ def measure_cost(
     runs: int = 5,
 ) -> dict:
     """Params, GMACs (total and inside attention modules), throughput and peak memory of ``model``."""
-    macs = count_macs(model, input_size)
+    macs = count_macs_checked(model, input_size)
     speed = measure_throughput(model, input_size, batch_size=batch_size, threads=threads, runs=runs)
     with num_threads(threads):
         memory = measure_peak_memory(model, input_size, batch_size=batch_size)
@@ -91,6 +105,7 @@ def measure_cost(
         "attn_gmacs": macs.attention(model) / 1e9,
         "img_per_s": speed.img_per_s,
         "ms_per_img": speed.ms_per_img,
+        "cpu_ms_per_img": speed.cpu_ms_per_img,
         "batch_size": batch_size,
         "threads": speed.threads,
         "timed_runs": runs,
@@ -101,15 +116,25 @@ def measure_cost(
     }
 
 
-def check_classes(dataset: Dataset, model: nn.Module, name: str, data: str) -> None:
-    """Raise :class:`ClassCountError` when the dataset's classes and the model's head disagree."""
-    n = len(dataset.classes)
+def check_classes(n: int, model: nn.Module, name: str, data: str) -> None:
+    """Raise :class:`ClassCountError` when the dataset's ``n`` classes and the model's head disagree."""
     if n != model.num_classes:
         raise ClassCountError(
             f"{data} has {n} classes but {name}'s head has {model.num_classes} outputs; pass "
             f"--num-classes {n} to reset the head (an untrained head scores at chance) or use a checkpoint "
             f"trained on {data}"
         )
+
+
+def run_img_size(checkpoint: str | None) -> int | None:
+    """The image size a run trained at, when ``checkpoint`` lies in a run folder (next to summary.json)."""
+    if checkpoint is None or str(checkpoint).startswith("hf-hub:"):
+        return None
+    summary = Path(checkpoint).parent / "summary.json"
+    try:
+        return int(json.loads(summary.read_text())["img_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def evaluate(
@@ -128,20 +153,22 @@ def evaluate(
 ) -> dict:
     """One row describing model ``name``: accuracy on ``data`` (None: cost only) and its cost.
 
-    ``data`` is ``"fashion-mnist"`` (test split) or an image folder with one subfolder per class.
+    ``data`` is ``"fashion-mnist"`` (test split) or an image folder with one subfolder per class. The image
+    size defaults to the run's (a checkpoint inside a run folder), else 28 for Fashion-MNIST, else the
+    model's pretrained config.
     """
     model = load_eval_model(name, checkpoint, num_classes=num_classes).to(device)
-    if data == "fashion-mnist" and img_size is None:
-        img_size = 28
+    if img_size is None:
+        img_size = run_img_size(checkpoint) or (28 if data == "fashion-mnist" else None)
     input_size = input_size_of(model, img_size)
+    count_macs_checked(model, input_size)  # a wrong size fails here, before minutes of evaluation
     row: dict = {"model": name, "checkpoint": str(checkpoint) if checkpoint else None, "data": data,
                  "img_size": input_size[-1], "in_chans": input_size[0], "num_classes": model.num_classes}
     with num_threads(threads):
         if data is not None:
-            dataset = open_dataset(data, model, input_size)
-            check_classes(dataset, model, name, data)
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-            accuracy = measure_accuracy(model, loader, progress=progress)
+            dataset = open_dataset(data, model, input_size, batch_size, workers)
+            check_classes(dataset.num_classes, model, name, data)
+            accuracy = measure_accuracy(model, dataset.batches, progress=progress)
             row.update(top1=accuracy.top1, top5=accuracy.top5, loss=accuracy.loss, images=accuracy.images)
         else:
             row.update(top1=None, top5=None, loss=None, images=0)
@@ -158,7 +185,8 @@ def _fmt(value, digits: int) -> str:
 TABLE_COLUMNS = [  # (row key, header, decimals)
     ("model", "model", 0), ("input", "input", 0), ("top1", "top-1 %", 2), ("top5", "top-5 %", 2), ("loss", "loss", 4),
     ("params_m", "params M", 2), ("gmacs", "GMACs", 4), ("attn_gmacs", "attn GMACs", 4),
-    ("img_per_s", "img/s", 1), ("ms_per_img", "ms/img", 2), ("peak_mem_mib", "peak MiB", 1),
+    ("img_per_s", "img/s", 1), ("ms_per_img", "ms/img", 2), ("cpu_ms_per_img", "CPU ms/img", 2),
+    ("peak_mem_mib", "peak MiB", 1),
 ]
 
 
@@ -174,8 +202,9 @@ def format_table(rows: Sequence[dict]) -> str:
     lines += [
         "",
         f"{first['mac_convention']}, per image at the input size shown.",
-        f"img/s: median of {first['timed_runs']} timed forward passes at batch {first['batch_size']} after warm-up, "
-        f"{first['threads']} thread{'s' if first['threads'] != 1 else ''}, {first['device']}.",
+        f"img/s, ms/img: wall clock, median of {first['timed_runs']} timed forward passes at batch "
+        f"{first['batch_size']} after warm-up, {first['threads']} thread{'s' if first['threads'] != 1 else ''}, "
+        f"{first['device']}; CPU ms/img: process CPU time of the same passes (steadier on a shared machine).",
         f"peak MiB: {first['memory_method']}, batch {first['batch_size']}.",
     ]
     return "\n".join(lines)
