@@ -1,4 +1,4 @@
-"""Figures, the Fashion-MNIST sample reader and the ``attnzoo viz`` command."""
+"""Figures, test-image selection and the ``attnzoo viz`` command."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from attnzoo.cli import main
 from attnzoo.models import save_weights
 from attnzoo.viz import capture, excitation_figure, image_figure, save_figure
 from attnzoo.viz.report import run_input
-from attnzoo.viz.samples import FASHION_MNIST_CLASSES, balanced_indices, fashion_mnist_test, prepare
+from attnzoo.viz.samples import FASHION_MNIST_CLASSES, balanced_indices, prepare
 
 N_FAKE = 30
 
@@ -27,14 +27,12 @@ def write_idx(path, array: np.ndarray) -> None:
 
 
 @pytest.fixture
-def fake_fashion_mnist(tmp_path, monkeypatch):
-    """A 30-image test split in IDX format: random pixels, labels 0..9 three times."""
+def fake_fashion_mnist(tmp_path, monkeypatch) -> None:
+    """A 30-image test split in IDX format (random pixels, labels 0..9 three times), read instead of the real one."""
     rng = np.random.default_rng(0)
-    images, labels = rng.integers(0, 256, (N_FAKE, 28, 28)), np.arange(N_FAKE) % 10
-    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
-    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (N_FAKE, 28, 28)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(N_FAKE) % 10)
     monkeypatch.setenv("ATTNZOO_FASHION_MNIST", str(tmp_path))
-    return images, labels
 
 
 def assert_png_not_blank(path) -> None:
@@ -46,19 +44,6 @@ def assert_png_not_blank(path) -> None:
 def cnn3(attn: str = "cbam"):
     torch.manual_seed(0)
     return attnzoo.build_model(f"cnn3_{attn}", num_classes=10, in_chans=1).eval()
-
-
-def test_reader_returns_the_idx_contents(fake_fashion_mnist):
-    images, labels = fashion_mnist_test()
-    assert images.dtype == torch.uint8 and images.shape == (N_FAKE, 28, 28)
-    assert torch.equal(images, torch.from_numpy(fake_fashion_mnist[0].astype(np.uint8)))
-    assert labels.tolist() == fake_fashion_mnist[1].tolist()
-
-
-def test_missing_dataset_says_where_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("ATTNZOO_FASHION_MNIST", str(tmp_path))
-    with pytest.raises(attnzoo.errors.DatasetNotFoundError, match="dataset-fashion-mnist"):
-        fashion_mnist_test()
 
 
 def test_balanced_indices_take_the_classes_in_turn():
