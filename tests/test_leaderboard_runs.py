@@ -95,3 +95,9 @@ def test_empty_runs_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "summary.json" in err
+
+
+def test_only_unfinished_runs_name_them_and_how_to_finish(tmp_path):
+    make_run(tmp_path / "runs", "cnn3-s0", "cnn3", 0, 50.0, status="stopped")
+    with pytest.raises(LeaderboardError, match=r"no complete runs .*cnn3-s0.*--resume runs/<name>/last.safetensors"):
+        write_leaderboard(tmp_path / "runs", tmp_path / "results")

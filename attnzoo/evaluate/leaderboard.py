@@ -129,7 +129,7 @@ def gather_runs(runs_dir: str | os.PathLike) -> tuple[list[Run], list[str]]:
     if not runs:
         raise LeaderboardError(
             f"no complete runs under {runs_dir} ({len(unfinished)} unfinished: {', '.join(unfinished)}); "
-            "resume them with `attnzoo train --resume`"
+            "finish them with `attnzoo train --resume runs/<name>/last.safetensors`"
         )
     return runs, unfinished
 
