@@ -15,7 +15,9 @@ import yaml
 from torch import nn
 
 from attnzoo.models import save_weights
+from attnzoo.train import load_recipe, train
 from hub_server import HubServer, point_client_at
+from train_helpers import make_tiny_fashion_mnist, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +49,23 @@ def train_steps(model: nn.Module, steps: int = 3, img_size: int = 28) -> nn.Modu
     return model.eval()
 
 
-def make_run(
-    root: Path, name: str, model: nn.Module, img_size: int = 28, recipe_path: str | None = None
-) -> Path:
-    """A run folder as training writes it (run-folder contract) with chosen numbers and ``model``'s weights.
+def trained_run(root: Path, name: str = "tiny-cnn3_cbam") -> Path:
+    """A real run folder: ``attnzoo.train`` on a tiny synthetic Fashion-MNIST, one epoch of cnn3_cbam."""
+    data = make_tiny_fashion_mnist(root / "data")
+    recipe, path = load_recipe(write_recipe(root / f"{name}.yaml", data, root / "runs", epochs=1))
+    train(recipe, path)
+    return root / "runs" / name
 
-    ``recipe_path`` defaults to a repo-relative path; training records an absolute one for a recipe that
-    lives outside the repository.
-    """
+
+def make_run(root: Path, name: str, model: nn.Module, img_size: int = 28) -> Path:
+    """A run folder as training writes it (run-folder contract) with chosen numbers and ``model``'s weights."""
     run = root / "runs" / name
     run.mkdir(parents=True)
     save_weights(model, run / "best.safetensors")
     save_weights(model, run / "last.safetensors")
     model_cfg = {"architecture": model.pretrained_cfg["architecture"], "num_classes": model.num_classes}
     summary = {
-        "name": name, "model": model_cfg, "recipe": recipe_path or f"recipes/{name}.yaml", "seed": 0, "dataset": "fashion-mnist",
+        "name": name, "model": model_cfg, "recipe": f"recipes/{name}.yaml", "seed": 0, "dataset": "fashion-mnist",
         "num_classes": model.num_classes, "img_size": img_size, "epochs": 2, "top1": 91.23, "top5": 99.87,
         "best_top1": 91.5, "train_time_s": 754.0, "params": sum(p.numel() for p in model.parameters()),
         "hardware": "2-core CPU, torch 2.14.1", "status": "complete",

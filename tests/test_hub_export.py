@@ -20,7 +20,7 @@ from attnzoo import hub as attnzoo_hub
 from attnzoo.attention.se import SqueezeExcite
 from attnzoo.evaluate.flops import count_macs
 from attnzoo.models import build_model
-from hub_fixtures import assert_same_weights, hub, hub_server, make_run, train_steps  # noqa: F401
+from hub_fixtures import assert_same_weights, hub, hub_server, make_run, train_steps, trained_run  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,9 +110,7 @@ def readable_part(path: str, data: bytes) -> bytes:
 def test_cli_push_uploads_nothing_private(hub, tmp_path):
     """``attnzoo push`` of a real run, in a fresh process configured only by environment variables; then
     every uploaded file is scanned for the token, local paths, host and user details."""
-    model = train_steps(timm.create_model("cnn3_cbam"), steps=1)
-    # a recipe outside the repository, data and output under tmp_path: absolute local paths everywhere
-    run = make_run(tmp_path, "fmnist-cnn3_cbam", model, recipe_path=str(tmp_path / "my-recipe.yaml"))
+    run = trained_run(tmp_path)  # its recipe, data and output live under tmp_path: absolute local paths
     env = {**os.environ, **hub.client_env(hub.hf_home), "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run([sys.executable, "-m", "attnzoo", "push", str(run), "--repo", "lab/leak-check",
                              "--revision", "exp"], env=env, capture_output=True, text=True, timeout=300)
@@ -122,9 +120,10 @@ def test_cli_push_uploads_nothing_private(hub, tmp_path):
 
     uploaded = {path: data for repo, _, path, data in hub.uploaded_files() if repo == "lab/leak-check"}
     assert {"model.safetensors", "config.json", "README.md"} <= set(uploaded)
-    assert "from the local recipe file `my-recipe.yaml`" in uploaded["README.md"].decode()
-    private = {hub.token, str(tmp_path), str(Path.home()), str(hub.hf_home), str(REPO_ROOT), "private-host",
-               os.environ.get("PATH", "/nonexistent-path")}
+    assert "from the local recipe file `tiny-cnn3_cbam.yaml`" in uploaded["README.md"].decode()
+    environment = json.loads((run / "environment.json").read_text())
+    private = {hub.token, str(tmp_path), str(Path.home()), str(hub.hf_home), str(REPO_ROOT),
+               environment["platform"], os.environ.get("PATH", "/nonexistent-path")}
     if len(socket.gethostname()) >= 4:  # a 2-letter host name matches ordinary text
         private.add(socket.gethostname())
     for path, data in uploaded.items():

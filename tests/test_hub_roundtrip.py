@@ -1,5 +1,5 @@
 """The Hub round trip against a local Hub server, driven by the stock huggingface_hub client and timm:
-train -> push -> load (bit-identical) -> fine-tune with a new head -> push to a branch ->
+train (attnzoo.train) -> push -> load (bit-identical) -> fine-tune with a new head -> push to a branch ->
 load that revision -> load offline from the cache."""
 
 import timm
@@ -10,14 +10,15 @@ import attnzoo  # noqa: F401  (registers cnn3_cbam in timm)
 from attnzoo import hub as attnzoo_hub
 from attnzoo.models import build_model
 from attnzoo.models.registry import hub_org
-from hub_fixtures import assert_same_weights, hub, hub_server, make_run, train_steps  # noqa: F401
+from hub_fixtures import assert_same_weights, hub, hub_server, train_steps, trained_run  # noqa: F401
 from hub_server import point_client_at
 
 
 def test_push_then_load_finetune_branch_and_offline(hub, tmp_path, monkeypatch):
     repo = "lab/cnn3_cbam.fmnist"
-    trained = train_steps(timm.create_model("cnn3_cbam"))
-    attnzoo_hub.push_run(make_run(tmp_path, "fmnist-cnn3_cbam", trained), repo)
+    run = trained_run(tmp_path)
+    trained = attnzoo.load_model(run / "best.safetensors").eval()
+    attnzoo_hub.push_run(run, repo)
 
     # timm alone (after import attnzoo) rebuilds the surgery and loads bit-identical weights
     loaded = timm.create_model(f"hf-hub:{repo}", pretrained=True)
