@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from attnzoo.errors import RecipeError
+from attnzoo.models import check_model_name
 from attnzoo.train import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -100,7 +101,15 @@ def test_defaults_cycle_is_reported(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(p for p in RECIPES.rglob("*.yaml") if not p.name.startswith("_")),
                          ids=lambda p: str(p.relative_to(RECIPES)))
-def test_shipped_recipes_validate(path):
-    """Every shipped recipe is complete (``_*.yaml`` files are partial bases for ``defaults:``)."""
-    recipe, _ = load_recipe(path)
-    assert recipe.model.name and recipe.epochs >= 1
+def test_shipped_recipes_validate_and_name_registered_models(path, tmp_path):
+    """Every shipped recipe is complete (``_*.yaml`` files are partial bases for ``defaults:``); ImageNet ones
+    only need their data.root pointed at a real folder."""
+    overrides = [] if "fashion_mnist" in path.parts else [f"data.root={tmp_path}"]
+    recipe, _ = load_recipe(path, overrides)
+    check_model_name(recipe.model.name)
+    assert recipe.epochs >= 1
+
+
+def test_imagenet_recipe_without_data_root_says_how_to_fix():
+    with pytest.raises(RecipeError, match=r"recipe field data\.root: /data/imagenet does not exist"):
+        load_recipe(RECIPES / "imagenet" / "cbam_paper" / "resnet50_cbam.yaml")

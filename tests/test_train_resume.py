@@ -1,6 +1,7 @@
 """Checkpoints: a run SIGKILLed mid-epoch and resumed ends with the uninterrupted run's exact weights;
 a NaN loss stops the run and keeps the last good checkpoint."""
 
+import json
 import math
 import os
 import signal
@@ -46,6 +47,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     got = load_file(tmp_path / "runs" / "killed" / "last.safetensors")
     assert want.keys() == got.keys()
     assert all(torch.equal(want[k], got[k]) for k in want)
+    assert json.loads((tmp_path / "runs" / "killed" / "summary.json").read_text())["recipe"].endswith("killed.yaml")
     def metrics(run: str) -> list[list[str]]:  # every column but the wall-clock one
         lines = (tmp_path / "runs" / run / "metrics.csv").read_text().splitlines()
         return [line.split(",")[:-1] for line in lines]

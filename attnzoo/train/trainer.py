@@ -188,6 +188,7 @@ class Trainer:
         self.loss_fn = _train_loss(recipe)
         self.mixup = _mixup(recipe, self.data.num_classes)
         self.progress = Progress()
+        self.recipe_ref = _repo_relative(recipe_path)
         if resume is not None:
             self._resume(resume)
         self.net: nn.Module = self.model
@@ -213,6 +214,8 @@ class Trainer:
         if self.scaler is not None and header.get("scaler"):
             self.scaler.load_state_dict(header["scaler"])
         self.progress = Progress(**header["progress"])
+        if self.recipe_path is not None and self.recipe_path.parent == self.run_dir.resolve():
+            self.recipe_ref = header.get("recipe_path", self.recipe_ref)  # resumed from the run's own copy
 
     def _save_state(self) -> None:
         """Rank 0 writes the state file, then the plain weights (both atomic)."""
@@ -223,6 +226,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "recipe": recipe_to_dict(self.recipe),
+            "recipe_path": self.recipe_ref,
         }
         checkpoint.save_state(self.state_file, model=self.model, optimizer=self.optimizer,
                               ema=self.ema.module if self.ema else None, extra=extra)
@@ -391,7 +395,7 @@ class Trainer:
         summary = {
             "name": recipe.name,
             "model": model_config(self.model),
-            "recipe": _repo_relative(self.recipe_path),
+            "recipe": self.recipe_ref,
             "seed": recipe.seed,
             "dataset": recipe.data.dataset,
             "num_classes": self.data.num_classes,
