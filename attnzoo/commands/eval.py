@@ -16,8 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--data", help="'fashion-mnist' (test split) or an image folder with one subfolder per class")
     data.add_argument("--no-data", action="store_true", help="cost only (the default when --data is not given)")
-    parser.add_argument("--img-size", type=int, help="input side in pixels (default: the model's config; 28 for "
-                        "fashion-mnist)")
+    parser.add_argument("--img-size", type=int, help="input side in pixels (default: the run's, for a checkpoint "
+                        "in a run folder; else 28 for fashion-mnist; else the model's config)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size for evaluation and timing")
     parser.add_argument("--num-classes", type=int, help="reset the classifier head to this many classes")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
