@@ -9,7 +9,7 @@ from huggingface_hub import HfApi
 import attnzoo  # noqa: F401  (registers cnn3_cbam in timm)
 from attnzoo import hub as attnzoo_hub
 from attnzoo.models import build_model
-from attnzoo.models.registry import hub_org
+from attnzoo.models.registry import FMNIST_MODEL_ARGS, hub_org
 from hub_fixtures import assert_same_weights, hub, hub_server, train_steps, trained_run  # noqa: F401
 from hub_server import point_client_at
 
@@ -62,7 +62,7 @@ def test_new_input_channels_adapt_the_first_convolution_as_timm_does(hub):
 
 def test_registered_fmnist_tag_resolves_to_pushed_weights(hub):
     """``resnet18_cbam.fmnist``'s default cfg names ``{ATTNZOO_HUB_ORG}/resnet18_cbam.fmnist`` on the Hub."""
-    trained = timm.create_model("resnet18_cbam", in_chans=1, num_classes=10, small_input=True)
+    trained = timm.create_model("resnet18_cbam", **FMNIST_MODEL_ARGS["resnet18"])  # the structure the tag builds
     attnzoo_hub.push_to_hub(trained, f"{hub_org()}/resnet18_cbam.fmnist")
     loaded = timm.create_model("resnet18_cbam.fmnist", pretrained=True)
     assert_same_weights(trained, loaded)
