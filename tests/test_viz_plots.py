@@ -84,7 +84,13 @@ def test_excitation_figure_draws_a_line_per_class_per_stage(tmp_path):
     captured, _ = capture(model, torch.randn(20, 1, 28, 28), keys={"channel"})
     fig = excitation_figure(captured, torch.arange(20) % 4, class_names=FASHION_MNIST_CLASSES)
     panels = [ax for ax in fig.axes if ax.lines]
-    assert len(panels) == 3 and all(len(ax.lines) == 4 + 1 for ax in panels)
+    assert [ax.get_title() for ax in panels if ax.get_title()] == [
+        f"stage {s} se: stages.{s - 1}.attn" for s in (1, 2, 3)
+    ]
+    assert len(panels) == 6 and all(len(ax.lines) == 4 + 1 for ax in panels)  # 4 classes + all / zero line
+    bottom = panels[3]  # row-major: the three gate panels, then the three deviation panels
+    deviations = sum(line.get_ydata() for line in bottom.lines[:4])
+    np.testing.assert_allclose(deviations, 0, atol=1e-6)  # equal class sizes: deviations cancel
     assert_png_not_blank(save_figure(fig, tmp_path / "excitation.png"))
 
 

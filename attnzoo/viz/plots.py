@@ -121,33 +121,43 @@ def excitation_figure(
 ) -> Figure | None:
     """Per stage, the mean channel gate per class (the SE paper's excitation plots); None without gates.
 
-    One panel per stage, for its last module with a channel gate: x is the channel index, y the gate
-    averaged over the images of a class, one line per class and a black line over all images. Classes
-    that share a line use the same channels alike; where the lines part, the gate is class-specific.
+    For each stage's last module with a channel gate, two panels over the channel index: on top the gate
+    averaged over the images of each class (one line per class, dashed black over all images), on the
+    same 0..1 scale as the SE paper; below, each class's mean minus the mean over all images, on its own
+    scale. Where the class lines coincide the gate ignores the class; where they part it is class-specific.
     """
     gates = last_per_stage(captured, "channel")
     if not gates:
         return None
     ncols = min(len(gates), 4)
     nrows = -(-len(gates) // ncols)
-    fig = Figure(figsize=(4.2 * ncols + 1.5, 3.0 * nrows + 0.8), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(gates):]:
-        ax.set_axis_off()
+    fig = Figure(figsize=(4.2 * ncols + 1.5, 5.0 * nrows + 0.8), layout="constrained")
+    axes = fig.subplots(2 * nrows, ncols, squeeze=False)
+    for empty in range(len(gates), nrows * ncols):  # unused slots of the last row
+        axes[-2, empty % ncols].set_axis_off()
+        axes[-1, empty % ncols].set_axis_off()
     classes = sorted(int(c) for c in labels.unique())
     colours = colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    for ax, (stage, item) in zip(axes.flat, gates.items()):
+    for n, (stage, item) in enumerate(gates.items()):
+        top, bottom = axes[2 * (n // ncols), n % ncols], axes[2 * (n // ncols) + 1, n % ncols]
+        bottom.sharex(top)
+        top.tick_params(labelbottom=False)
         gate = item.channel()
+        overall = gate.mean(0)
         x = np.arange(gate.shape[1])
-        for n, cls in enumerate(classes):
-            ax.plot(x, gate[labels == cls].mean(0).numpy(), lw=0.8, color=colours(n % colours.N),
-                    label=_label(cls, class_names))
-        ax.plot(x, gate.mean(0).numpy(), lw=1.2, color="black", ls="--", label="all")
-        ax.set_title(f"stage {stage} {item.kind}: {item.name}", fontsize=9)
-        ax.set_xlabel("channel")
-        ax.set_ylabel("mean gate")
-        ax.set_ylim(-0.02, 1.02)
-    handles, names = axes.flat[0].get_legend_handles_labels()
+        for k, cls in enumerate(classes):
+            mean = gate[labels == cls].mean(0)
+            style = dict(lw=0.8, color=colours(k % colours.N), label=_label(cls, class_names))
+            top.plot(x, mean.numpy(), **style)
+            bottom.plot(x, (mean - overall).numpy(), **style)
+        top.plot(x, overall.numpy(), lw=1.0, color="black", ls="--", label="all")
+        bottom.axhline(0, lw=0.8, color="black", ls="--")
+        top.set_title(f"stage {stage} {item.kind}: {item.name}", fontsize=9)
+        top.set_ylabel("mean gate")
+        top.set_ylim(-0.02, 1.02)
+        bottom.set_ylabel("class mean - all")
+        bottom.set_xlabel("channel")
+    handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside right center", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
