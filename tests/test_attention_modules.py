@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from timm.layers.cbam import CbamModule
 
 import attnzoo
-from attnzoo.attention import create_attention
+from attnzoo.attention import create_attention, registry
 from attnzoo.errors import SurgeryError, UnknownAttentionError
 
 # CBAM paper (Woo et al., 2018), Table 4, ImageNet, reduction 16: params in millions, two decimals.
@@ -148,7 +148,9 @@ def test_kwargs_a_module_does_not_take_are_named_with_the_valid_ones():
         create_attention("se", 64, kernel_size=3)
 
 
-def test_third_party_attention_is_created_by_name():
+def test_third_party_attention_is_created_by_name(monkeypatch):
+    monkeypatch.setattr(registry, "_ATTENTIONS", dict(registry._ATTENTIONS))  # unregistered afterwards
+
     @attnzoo.register_attention("test_scale")
     class Scale(torch.nn.Module):
         def __init__(self, channels: int, factor: float = 2.0) -> None:

@@ -11,6 +11,7 @@ from attnzoo.attention.cbam import Cbam
 from attnzoo.attention.se import SqueezeExcite
 from attnzoo.errors import SurgeryError, UnknownAttentionError, UnsupportedArchitectureError
 from attnzoo.surgery import SurgeryHook, model_stages
+from attnzoo.surgery import registry as surgery_registry
 
 
 def as_if_pretrained(model: nn.Module) -> nn.Module:
@@ -152,7 +153,8 @@ def test_preserve_refuses_to_replace_an_existing_se():
         attnzoo.inject(timm.create_model("efficientnet_b0"), "cbam", preserve=True)
 
 
-def test_third_party_block_gets_attention_through_a_registered_hook():
+def test_third_party_block_gets_attention_through_a_registered_hook(monkeypatch):
+    monkeypatch.setattr(surgery_registry, "_HOOKS", dict(surgery_registry._HOOKS))
     class Block(nn.Module):
         def __init__(self):
             super().__init__()

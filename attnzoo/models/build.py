@@ -47,8 +47,14 @@ def build_model(
     starts as the identity, so fine-tuning begins from the backbone's accuracy.
     """
     check_model_name(name)
-    kwargs = {k: v for k, v in dict(num_classes=num_classes, in_chans=in_chans).items() if v is not None}
-    model = timm.create_model(name, pretrained=pretrained, **kwargs, **timm_kwargs)
+    if name.startswith("hf-hub:") and not timm_kwargs:
+        from attnzoo.hub import load_model  # hub builds on models: imported here, where it is needed
+
+        # attnzoo's loader: safetensors only, one-line errors, any recorded surgery
+        model = load_model(name, num_classes=num_classes, in_chans=in_chans, pretrained=pretrained)
+    else:
+        kwargs = {k: v for k, v in dict(num_classes=num_classes, in_chans=in_chans).items() if v is not None}
+        model = timm.create_model(name, pretrained=pretrained, **kwargs, **timm_kwargs)
     if small_input:
         adapt_small_input(model, stride=stem_stride)
     if attention:

@@ -46,6 +46,12 @@ FMNIST_MODEL_ARGS: dict[str, dict[str, Any]] = {
     "cnn3": dict(in_chans=1, num_classes=10),
 }
 FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
+# (first conv, classifier) per backbone, so timm can adapt in_chans and reset the head of loaded weights.
+FMNIST_LAYERS = {
+    "resnet18": ("conv1", "fc"),
+    "mobilenetv2_100": ("conv_stem", "classifier"),
+    "cnn3": ("stages.0.conv", "fc"),
+}
 BASE_ATTR = "attnzoo_base"
 
 
@@ -54,7 +60,8 @@ def hub_org() -> str:
     return os.environ.get("ATTNZOO_HUB_ORG", "attnzoo")
 
 
-def _fmnist_cfg(name: str) -> dict[str, Any]:
+def _fmnist_cfg(name: str, base: str) -> dict[str, Any]:
+    first_conv, classifier = FMNIST_LAYERS[base]
     return dict(
         hf_hub_id=f"{hub_org()}/{name}.fmnist",
         num_classes=10,
@@ -63,7 +70,8 @@ def _fmnist_cfg(name: str) -> dict[str, Any]:
         std=FMNIST_STD,
         crop_pct=1.0,
         interpolation="bilinear",
-        first_conv="",
+        first_conv=first_conv,
+        classifier=classifier,
         license="apache-2.0",
     )
 
@@ -73,7 +81,7 @@ def _default_cfgs(names: dict[str, str]) -> dict[str, Any]:
     cfgs: dict[str, dict[str, Any]] = {}
     for name, base in names.items():
         if base in FMNIST_MODEL_ARGS and name in (base, f"{base}_se", f"{base}_cbam"):
-            cfgs[f"{name}.fmnist"] = _fmnist_cfg(name)
+            cfgs[f"{name}.fmnist"] = _fmnist_cfg(name, base)
         else:
             cfgs[name] = dict(num_classes=1000, input_size=(3, 224, 224), license="apache-2.0")
     return generate_default_cfgs(cfgs)
