@@ -50,7 +50,7 @@ def test_config_is_timm_hub_format_with_the_surgery_record(exported_run, small_r
     config = json.loads((exported_run / "config.json").read_text())
     assert config["architecture"] == "resnet18_cbam"
     assert (config["num_classes"], config["num_features"]) == (10, 512)
-    assert config["model_args"] == {"num_classes": 10, "in_chans": 1, "small_input": True,
+    assert config["model_args"] == {"num_classes": 10, "in_chans": 1, "small_input": True, "stem_stride": 1,
                                     "stages": [1, 2, 3, 4], "attn_kwargs": {}}
     cfg = config["pretrained_cfg"]
     assert (cfg["input_size"], cfg["mean"], cfg["std"]) == ([1, 28, 28], [0.286], [0.353])

@@ -88,6 +88,8 @@ def timm_args(model: nn.Module, record: dict[str, Any]) -> tuple[str, dict[str, 
     if len(rest) == 1 and rest[0]["op"] == "attention" and timm.is_model(f"{record['base']}_{rest[0]['attn']}"):
         attention = rest[0]
         args.update(small_input=small_input, stages=attention["stages"], attn_kwargs=attention["kwargs"])
+        if small_input:
+            args["stem_stride"] = ops[0].get("stride", 1)
         return f"{record['base']}_{attention['attn']}", args, False
     return record["architecture"], args, False
 
