@@ -208,7 +208,11 @@ def _read_with_defaults(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         bases = [bases]
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = _merge(merged, _read_with_defaults(path.parent / base, chain + (path.resolve(),)))
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise RecipeError(f"recipe {path}: defaults file {base_path} does not exist; paths are relative "
+                              "to the recipe")
+        merged = _merge(merged, _read_with_defaults(base_path, chain + (path.resolve(),)))
     return _merge(merged, data)
 
 

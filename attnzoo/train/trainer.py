@@ -296,24 +296,26 @@ class Trainer:
                    mininterval=1.0 if sys.stderr.isatty() else 30.0)
         rate = AverageMeter()
         tic = time.perf_counter()
-        for x, y in self.data.train.batches(p.epoch, start):
-            self._train_step(x, y)
-            now = time.perf_counter()
-            rate.update(x.shape[0] * self.info.world_size / (now - tic))
-            p.train_time_s += now - tic
-            tic = now
-            bar.update(1)
-            bar.set_postfix(loss=f"{p.meters['loss'] / max(p.meters['count'], 1):.4f}", lr=f"{self._lr():.3g}",
-                            img_s=f"{rate.avg:.0f}", refresh=False)
-            if self.scalars is not None and p.global_step % 50 == 0:
-                self.scalars.add("train/loss_step", p.meters["loss"] / max(p.meters["count"], 1), p.global_step)
-            if recipe.checkpoint_every and p.global_step % recipe.checkpoint_every == 0 \
-                    and p.step_in_epoch < self.steps_per_epoch:
-                self._save_state()
-                self._saved_step = p.global_step
-            if recipe.max_steps is not None and p.global_step >= recipe.max_steps:
-                break
-        bar.close()
+        try:
+            for x, y in self.data.train.batches(p.epoch, start):
+                self._train_step(x, y)
+                now = time.perf_counter()
+                rate.update(x.shape[0] * self.info.world_size / (now - tic))
+                p.train_time_s += now - tic
+                tic = now
+                bar.update(1)
+                bar.set_postfix(loss=f"{p.meters['loss'] / max(p.meters['count'], 1):.4f}", lr=f"{self._lr():.3g}",
+                                img_s=f"{rate.avg:.0f}", refresh=False)
+                if self.scalars is not None and p.global_step % 50 == 0:
+                    self.scalars.add("train/loss_step", p.meters["loss"] / max(p.meters["count"], 1), p.global_step)
+                if recipe.checkpoint_every and p.global_step % recipe.checkpoint_every == 0 \
+                        and p.step_in_epoch < self.steps_per_epoch:
+                    self._save_state()
+                    self._saved_step = p.global_step
+                if recipe.max_steps is not None and p.global_step >= recipe.max_steps:
+                    break
+        finally:
+            bar.close()
 
     def _sync_bn(self) -> None:
         """Average BatchNorm running statistics across processes (each saw only its shard)."""
