@@ -113,3 +113,12 @@ def test_shipped_recipes_validate_and_name_registered_models(path, tmp_path):
 def test_imagenet_recipe_without_data_root_says_how_to_fix():
     with pytest.raises(RecipeError, match=r"recipe field data\.root: /data/imagenet does not exist"):
         load_recipe(RECIPES / "imagenet" / "cbam_paper" / "resnet50_cbam.yaml")
+
+
+def test_cli_prints_recipe_error_as_one_line_and_exits_2(tmp_path, capsys):
+    from attnzoo.cli import main
+
+    path = _recipe(tmp_path, {"model": {"name": "resnet18"}})
+    assert main(["train", str(path), "--set", "optim.lrr=0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("attnzoo train: error: recipe field optim.lrr: unknown key") and "\n" not in err

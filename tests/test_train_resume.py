@@ -86,3 +86,18 @@ def test_fresh_run_refuses_to_overwrite_a_run_folder(tmp_path):
     assert summary["status"] == "stopped" and not math.isnan(summary["train_time_s"])
     with pytest.raises(Exception, match="already holds a run; continue it with --resume"):
         train(*load_recipe(path))
+
+
+def test_init_starts_from_saved_weights_with_a_new_head(tmp_path):
+    data = make_tiny_fashion_mnist(tmp_path / "data")
+    first = write_recipe(tmp_path / "first.yaml", data, tmp_path / "runs", max_steps=1)
+    train(*load_recipe(first))
+    weights = tmp_path / "runs" / "first" / "last.safetensors"
+    tuned = write_recipe(tmp_path / "tuned.yaml", data, tmp_path / "runs", max_steps=1,
+                         model={"name": "cnn3_cbam", "init": str(weights), "num_classes": 12},
+                         optim={"lr": 0.0, "weight_decay": 0.0}, sched={"name": "none"})
+    train(*load_recipe(tuned))
+    before, after = load_file(weights), load_file(tmp_path / "runs" / "tuned" / "last.safetensors")
+    body = [k for k in before if after[k].shape == before[k].shape and "running" not in k and "num_batches" not in k]
+    assert len(body) > 10 and all(torch.equal(before[k], after[k]) for k in body)  # lr 0: body unchanged
+    assert before["fc.weight"].shape == (10, 512) and after["fc.weight"].shape == (12, 512)  # new head
