@@ -53,6 +53,7 @@ class Progress:
     global_step: int = 0
     best_top1: float = -1.0
     train_time_s: float = 0.0
+    cpu_time_s: float = 0.0  # this process's CPU time; with threads=1, what a dedicated core would take
     history: list[dict[str, Any]] = field(default_factory=list)
     meters: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0, "count": 0.0})
 
@@ -357,13 +358,15 @@ class Trainer:
                   f"run folder {self.run_dir}", file=sys.stderr, flush=True)
         try:
             while p.epoch < recipe.epochs:
-                tic = time.perf_counter()
+                tic, cpu_tic = time.perf_counter(), time.process_time()
                 self._run_epoch()
                 if p.step_in_epoch < self.steps_per_epoch:  # stopped by max_steps
+                    p.cpu_time_s += time.process_time() - cpu_tic
                     self._sync_bn()
                     self._save_state()
                     break
                 row = self._end_epoch(time.perf_counter() - tic)
+                p.cpu_time_s += time.process_time() - cpu_tic
                 self._save_state()
                 self._saved_step = p.global_step
                 if info.is_main:
@@ -407,6 +410,7 @@ class Trainer:
             "top5": last.get("val_top5"),
             "best_top1": p.best_top1 if p.history else None,
             "train_time_s": round(p.train_time_s, 1),
+            "cpu_time_s": round(p.cpu_time_s, 1),
             "params": sum(t.numel() for t in self.model.parameters()),
             "hardware": run_folder.hardware(self.info.device, self.info.world_size),
             "status": status,
