@@ -78,7 +78,8 @@ def _dump_weights(recipe_path: str, out_dir: str) -> None:
     trainer.fit()
     state = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
     save_file(state, Path(out_dir) / f"rank{info.rank}.safetensors")
-    torch.distributed.barrier() if info.distributed else None
+    if info.distributed:
+        torch.distributed.barrier()
     shutdown(info)
 
 
