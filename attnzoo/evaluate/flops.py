@@ -57,7 +57,7 @@ def _ops(*names: str) -> list:
 _EXTRA_FORMULAS: dict[object, Callable[..., int]] = {
     **{op: _per_input_element for op in _ops(
         "mean", "sum", "amax", "amin", "max", "min", "_adaptive_avg_pool2d", "adaptive_avg_pool2d",
-        "adaptive_max_pool2d", "avg_pool2d")},
+        "adaptive_max_pool2d")},
     **{op: _per_output_element for op in _ops(
         "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "pow", "sigmoid", "sigmoid_",
         "hardsigmoid", "hardsigmoid_", "_softmax", "softmax")},
