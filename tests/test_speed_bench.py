@@ -17,6 +17,14 @@ def test_candidates_are_backbone_attnzoo_model_and_timms_equivalent():
     assert [c.label for c in candidates("mobilenetv2_100_cbam")] == ["mobilenetv2_100", "mobilenetv2_100_cbam"]
 
 
+def test_models_of_one_backbone_share_one_baseline_and_each_gets_its_timm_peer():
+    labels = [c.label for c in candidates(["resnet18_se", "resnet18_cbam"], in_place_variants=True)]
+    assert labels == ["resnet18", "resnet18_se", "resnet18_se (gate_in_place)", "timm seresnet18",
+                      "resnet18_cbam", "resnet18_cbam (gate_in_place)", "timm resnet18 + CbamModule"]
+    with pytest.raises(UnknownModelError, match="different backbones"):
+        candidates(["resnet18_se", "resnet34_se"])
+
+
 def test_unknown_model_names_the_listing_command():
     with pytest.raises(UnknownModelError, match="attnzoo list"):
         candidates("resnet50")
@@ -25,6 +33,7 @@ def test_unknown_model_names_the_listing_command():
 @pytest.mark.parametrize("name", ["resnet18_se", "resnet18_cbam", "resnet18_eca"])
 def test_attnzoo_models_compute_the_same_logits_as_timms_modules(name):
     _, ours, theirs = candidates(name)
+    assert theirs.pair == ours.label
     assert identical_outputs(ours.build(), theirs.build(), torch.randn(2, 3, 64, 64)) < 1e-5
 
 
@@ -46,7 +55,7 @@ def test_training_peak_counts_weights_gradients_and_momentum():
 
 
 def test_cbam_adds_at_most_10_percent_to_training_memory():
-    table = run_mode("resnet18_cbam", "memory", Setting(train_batch=32, train_size=64), "")
+    table = run_mode(["resnet18_cbam"], "memory", Setting(train_batch=32, train_size=64), "")
     assert [row.label for row in table.rows][:2] == ["resnet18", "resnet18_cbam"]
     assert table.rows[0].ratio == 1.0
     assert table.rows[1].ratio <= 1.10

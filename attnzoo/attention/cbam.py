@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct, create_act_layer
 from torch import nn
 
-from attnzoo.attention.fused import channel_then_spatial_gate, weighted_channel_mean
+from attnzoo.attention.fused import channel_then_spatial_gate, may_gate_in_place, spatial_mean, weighted_channel_mean
 from attnzoo.attention.identity import zero_
 from attnzoo.attention.registry import register_attention
 from attnzoo.attention.se import reduced_channels
@@ -39,14 +39,17 @@ class CbamChannel(nn.Module):
         self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
         self.gate = create_act_layer(gate_layer)
 
+    gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention_maps(x)["channel"][:, :, None, None]
+        g = self.attention_maps(x)["channel"][:, :, None, None]
+        return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The channel gate for input ``x``, shape (B, C)."""
         batch = x.shape[0]
         # Both descriptors go through the shared MLP in one call, stacked along the batch.
-        pooled = torch.cat((x.mean((2, 3)), x.amax((2, 3))), dim=0)
+        pooled = torch.cat((spatial_mean(x), x.amax((2, 3))), dim=0)
         hidden = self.act(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
         logits = F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
         return {"channel": self.gate(logits[:batch] + logits[batch:])}
@@ -71,8 +74,11 @@ class CbamSpatial(nn.Module):
         self.conv = ConvNormAct(2, 1, kernel_size, apply_act=False)
         self.gate = create_act_layer(gate_layer)
 
+    gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention_maps(x)["spatial"]
+        g = self.attention_maps(x)["spatial"]
+        return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The spatial gate for input ``x``, shape (B, 1, H, W)."""
@@ -107,16 +113,19 @@ class Cbam(nn.Module):
         self.channel = CbamChannel(channels, rd_ratio, rd_channels, rd_divisor, act_layer, gate_layer)
         self.spatial = CbamSpatial(channels, spatial_kernel_size, gate_layer)
 
+    gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Three routes to the same function (see docs/performance.md): a compiler fuses the plain form;
-        # training saves only x (attnzoo.attention.fused); inference gates the product it owns in place.
+        # training saves only x (attnzoo.attention.fused); inference gates in place what it may.
         if torch.compiler.is_compiling():
             return self.spatial(self.channel(x))
         c = self.channel.attention_maps(x)["channel"][:, :, None, None]
         if torch.is_grad_enabled():
             return channel_then_spatial_gate(x, c, self.spatial.gate_from_maps)
-        y = x * c
-        maps = torch.cat((weighted_channel_mean(x, c), y.amax(dim=1, keepdim=True)), dim=1)
+        mean = weighted_channel_mean(x, c)
+        y = x.mul_(c) if may_gate_in_place(self, x) else x * c
+        maps = torch.cat((mean, y.amax(dim=1, keepdim=True)), dim=1)
         return y.mul_(self.spatial.gate_from_maps(maps))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

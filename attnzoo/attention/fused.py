@@ -1,4 +1,12 @@
-"""Lean autograd for CBAM's spatial stage: recompute one product in backward instead of saving it.
+"""Cheap gating: in-place gating where nobody can see it, lean autograd for CBAM's spatial stage.
+
+Inference: gating ``x * g`` allocates and writes a full-size tensor, which on a CPU costs about as much as
+a BatchNorm. When surgery puts a module into a block slot whose input is a temporary that the block never
+reads again (as in timm's ResNet and EfficientNet blocks), it sets the module's ``gate_in_place``, and
+the module then overwrites its input with its output whenever no gradient is being recorded and no hook
+watches the module (:func:`may_gate_in_place`). A module created on its own never touches its input.
+
+Training: recompute one product in backward instead of saving it.
 
 CBAM's spatial stage computes ``y = x * c`` (channel gate ``c``), pools ``y`` over channels and returns
 ``y * s`` (spatial gate ``s``). Left to autograd, both the channel max and the final product save ``y``: a
@@ -11,17 +19,60 @@ kept between forward and backward changes.
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.autograd.function import FunctionCtx
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
+
+
+def may_gate_in_place(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``module`` may overwrite its input ``x`` with its output.
+
+    Needs the surgery's promise (``module.gate_in_place``), no autograd recording (autograd would need
+    ``x``), no compiler tracing (the compiler fuses the out-of-place form anyway), and no forward hook on
+    the module or global hook, since a hook that keeps the input (e.g. to call ``attention_maps`` on it)
+    must see it unchanged.
+    """
+    return (
+        getattr(module, "gate_in_place", False)
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not (module._forward_hooks or module._forward_pre_hooks)
+        and not (_global_forward_hooks or _global_forward_pre_hooks)
+        and not x.requires_grad
+    )
+
+
+def allow_gating_in_place(model: nn.Module) -> int:
+    """Set ``gate_in_place`` on every attention module of ``model`` that has it; returns how many.
+
+    For models whose attention modules sit in block slots fed by a temporary (timm's ResNet and
+    EfficientNet blocks, attnzoo's cnn3), which is what attnzoo's surgery builds.
+    """
+    modules = [m for m in model.modules() if hasattr(type(m), "gate_in_place")]
+    for module in modules:
+        module.gate_in_place = True
+    return len(modules)
 
 
 def weighted_channel_mean(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``(x * c).mean(1, keepdim=True)`` for ``x`` (B, C, H, W) and ``c`` (B, C, 1, 1), without the product.
 
-    A batched matrix-vector product reads ``x`` once with BLAS, where a reduction over the strided channel
-    dimension of an NCHW tensor is several times slower on CPU.
+    A batched vector-matrix product reads ``x`` once with BLAS, several times faster on CPU than a
+    reduction over the strided channel dimension of an NCHW tensor.
     """
     b, channels, h, w = x.shape
-    return torch.einsum("bchw,bc->bhw", x, c.reshape(b, channels) / channels).unsqueeze(1)
+    weights = c.reshape(b, 1, channels) / channels
+    if x.is_contiguous():
+        return torch.bmm(weights, x.view(b, channels, h * w)).view(b, 1, h, w)
+    return torch.einsum("bchw,bxc->bxhw", x, weights)  # channels_last: a (HW x C) matrix-vector product
+
+
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean((2, 3))`` as a matrix-vector product (faster on CPU for NCHW tensors), shape (B, C)."""
+    b, channels, h, w = x.shape
+    if x.is_contiguous():
+        return (x.view(b * channels, h * w) @ x.new_full((h * w, 1), 1 / (h * w))).view(b, channels)
+    return x.mean((2, 3))
 
 
 class ChannelGatedPool(torch.autograd.Function):
@@ -72,7 +123,7 @@ class SpatialGateProduct(torch.autograd.Function):
         if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
             gx = grad * x
             if ctx.needs_input_grad[2]:
-                grad_c = torch.einsum("bchw,bhw->bc", gx, s[:, 0])[:, :, None, None]
+                grad_c = torch.einsum("bchw,bxhw->bcx", gx, s)[..., None]
             if ctx.needs_input_grad[3]:
                 grad_s = weighted_channel_mean(gx, c) * x.shape[1]
         if ctx.needs_input_grad[1]:

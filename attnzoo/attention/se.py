@@ -11,6 +11,7 @@ import torch
 from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
+from attnzoo.attention.fused import may_gate_in_place
 from attnzoo.attention.identity import zero_
 from attnzoo.attention.registry import register_attention
 
@@ -40,9 +41,12 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
         self.gate = create_act_layer(gate_layer)
 
+    gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+        # timm's SEModule's exact arithmetic, so that timm's seresnet* weights give identical logits
+        g = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The channel gate for input ``x``, shape (B, C), for inspection."""

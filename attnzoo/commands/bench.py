@@ -22,6 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians are reported")
     parser.add_argument("--iters", type=int, default=3, help="calls per model per round")
     parser.add_argument("--threads", type=int, help="torch and onnxruntime intra-op threads (default: torch's)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall-clock time, or process CPU time (steadier when other jobs share the cores; "
+                        "use with --threads 1)")
     parser.add_argument("--log", metavar="PATH", help="also append the report to this file")
     parser.set_defaults(func=run)
 
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.models:
         candidates(name)  # fail on a bad name before minutes of timing
     setting = Setting(args.infer_batch, args.infer_size, args.train_batch, args.train_size, args.rounds,
-                      args.iters, args.threads)
+                      args.iters, args.threads, args.clock)
     log = open(args.log, "a") if args.log else None
 
     def report(text: str) -> None:

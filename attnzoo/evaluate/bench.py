@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnzoo.attention.fused import allow_gating_in_place
 from attnzoo.errors import UnknownModelError
 from attnzoo.evaluate.throughput import num_threads
 from attnzoo.models.registry import INJECTED
@@ -42,6 +43,7 @@ class Candidate:
     label: str
     build: Callable[[], nn.Module]
     role: str  # "backbone", "attnzoo" or "timm"
+    pair: str | None = None  # for timm's models: the attnzoo model computing the same function
 
 
 @dataclass
@@ -114,20 +116,54 @@ def timm_equivalent(base: str, attn: str) -> Candidate | None:
     return Candidate(label, _seeded(lambda: timm.create_model(base, block_args=dict(attn_layer=layer))), "timm")
 
 
-def candidates(name: str) -> list[Candidate]:
-    """Backbone, attnzoo model and (where it exists) timm's equivalent, for attnzoo model ``name``."""
+def _base(name: str) -> str:
     base = INJECTED.get(name)
     if base is None:
         raise UnknownModelError(
             f"{name!r} is not an attnzoo <backbone>_<attention> model; see `attnzoo list` for names"
         )
-    attn = name[len(base) + 1 :]
-    found = [
-        Candidate(base, _seeded(lambda: timm.create_model(base)), "backbone"),
-        Candidate(name, _seeded(lambda: timm.create_model(name)), "attnzoo"),
-    ]
-    twin = timm_equivalent(base, attn)
-    return found + ([twin] if twin else [])
+    return base
+
+
+def _with_gating_in_place(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    def variant() -> nn.Module:
+        model = build()
+        allow_gating_in_place(model)
+        return model
+
+    return variant
+
+
+def candidates(names: str | list[str], *, in_place_variants: bool = False) -> list[Candidate]:
+    """The backbone, then each attnzoo model followed by timm's equivalent where timm has one.
+
+    All ``names`` must share one backbone. With ``in_place_variants``, each attnzoo model whose modules
+    do not gate in place yet also appears with :func:`allow_gating_in_place` applied.
+    """
+    names = [names] if isinstance(names, str) else names
+    bases = sorted({_base(name) for name in names})
+    if len(bases) != 1:
+        raise UnknownModelError(f"models {', '.join(names)} have different backbones ({', '.join(bases)}); "
+                                "benchmark them in separate groups")
+    base = bases[0]
+    found = [Candidate(base, _seeded(lambda: timm.create_model(base)), "backbone")]
+    for name in names:
+        build = _seeded(functools.partial(timm.create_model, name))
+        found.append(Candidate(name, build, "attnzoo"))
+        if in_place_variants and not all(m.gate_in_place for m in build().modules() if hasattr(m, "gate_in_place")):
+            found.append(Candidate(f"{name} (gate_in_place)", _with_gating_in_place(build), "attnzoo"))
+        twin = timm_equivalent(base, name[len(base) + 1 :])
+        if twin:
+            found.append(Candidate(twin.label, twin.build, "timm", pair=name))
+    return found
+
+
+def group_by_backbone(names: list[str]) -> dict[str, list[str]]:
+    """``names`` grouped by their backbone, in first-seen order, so each backbone is timed once."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(_base(name), []).append(name)
+    return groups
 
 
 def identical_outputs(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> float:
@@ -257,15 +293,14 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def run_mode(name: str, mode: str, setting: Setting, workdir: str) -> Table:
-    """Measure ``mode`` (one of :data:`MODES`) for the candidates of attnzoo model ``name``."""
-    cands = candidates(name)
+def run_mode(names: list[str], mode: str, setting: Setting, workdir: str) -> Table:
+    """Measure ``mode`` (one of :data:`MODES`) for attnzoo models ``names`` (one backbone) and their peers."""
+    cands = candidates(names, in_place_variants=mode == "eager")
     train = mode in ("train", "memory")
     batch, size = (setting.train_batch, setting.train_size) if train else (setting.infer_batch, setting.infer_size)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     models = {c.label: c.build() for c in cands}
     rows = [Measurement(c.label, c.role) for c in cands]
-    notes = []
     if mode == "memory":
         for row in rows:
             row.values = [training_peak_bytes(models[row.label], x) / 2**20]
@@ -275,7 +310,7 @@ def run_mode(name: str, mode: str, setting: Setting, workdir: str) -> Table:
             "eager": _inference_step,
             "compiled": _compiled_step,
             "onnx": lambda m, x: _onnx_step(m, x, workdir, setting.threads),
-            "train": lambda m, x: TrainingStep(m, x),
+            "train": TrainingStep,
         }[mode]
         seconds = _interleave({label: make(model, x) for label, model in models.items()}, setting)
         for row in rows:
@@ -283,10 +318,12 @@ def run_mode(name: str, mode: str, setting: Setting, workdir: str) -> Table:
         unit = "ms"
     for row in rows:
         row.ratios = [v / b for v, b in zip(row.values, rows[0].values)]
-    if mode == "eager" and len(cands) == 3:
-        diff = identical_outputs(models[cands[1].label], models[cands[2].label], x)
-        notes.append(f"{cands[1].label} with {cands[2].label}'s weights: max |logit diff| {diff:.1e}")
-    return Table(name, mode, unit, rows, notes)
+    notes = []
+    if mode == "eager":
+        for twin in (c for c in cands if c.pair):
+            diff = identical_outputs(models[twin.pair], models[twin.label], x)
+            notes.append(f"{twin.pair} with {twin.label}'s weights: max |logit diff| {diff:.1e}")
+    return Table(cands[0].label, mode, unit, rows, notes)
 
 
 def environment() -> str:
@@ -317,7 +354,7 @@ MODE_TITLES = {
 def format_table(table: Table, setting: Setting) -> str:
     """A plain-text table: time (or memory), ratio to the backbone, and the ratio's quartiles."""
     title = MODE_TITLES[table.mode].format(**vars(setting))
-    lines = [f"{table.model}: {title}", f"  {'model':40s} {table.unit:>9s} {'ratio':>7s}  quartiles"]
+    lines = [f"{table.model} family: {title}", f"  {'model':40s} {table.unit:>9s} {'ratio':>7s}  quartiles"]
     for row in table.rows:
         lo, hi = row.spread
         spread = f"{lo:.3f}-{hi:.3f}" if table.mode != "memory" else ""
@@ -336,8 +373,8 @@ def run_benchmark(
         clock = "process CPU time" if setting.clock == "cpu" else "wall-clock time"
         report(f"timings: {clock}, median over {setting.rounds} interleaved rounds of {setting.iters} calls "
                "each; ratio = time / backbone's time in the same round")
-        for name in names:
+        for group in group_by_backbone(names).values():
             for mode in modes:
-                tables.append(run_mode(name, mode, setting, workdir))
+                tables.append(run_mode(group, mode, setting, workdir))
                 report(format_table(tables[-1], setting))
     return tables
