@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from attnzoo.attention import create_attention
-from attnzoo.attention.fused import ChannelGatedPool, channel_then_spatial_gate
+from attnzoo.attention.fused import ChannelGatedPool, ChannelPool, channel_then_spatial_gate
 
 
 def randomized_cbam(channels, dtype=torch.float32, train=False):
@@ -113,3 +113,24 @@ def test_gate_function_accepts_any_spatial_gate():
         return torch.tanh(torch.nn.functional.conv2d(maps, w))
 
     assert torch.autograd.gradcheck(lambda x, c, w: channel_then_spatial_gate(x, c, gate), (x, c, w))
+
+
+def test_descriptor_max_gradient_is_shared_among_tied_positions_as_torch_amax_does():
+    x = torch.zeros(2, 3, 4, 4)
+    x[0, 0, 1:3, 1:3] = 1.0  # four tied maxima; the other channels are all ties at 0
+    x.requires_grad_()
+    grads = torch.randn(2, 3), torch.randn(2, 3)
+    fast = ChannelPool.apply(x)
+    expected = (x.mean((2, 3)), x.amax((2, 3)))
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(fast, expected))
+    (a,) = torch.autograd.grad(fast, x, grads)
+    (b,) = torch.autograd.grad(expected, x, grads)
+    assert torch.allclose(a, b, atol=1e-7)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+def test_channels_last_input_takes_the_same_routes_to_the_same_values(grad):
+    cbam = randomized_cbam(64)
+    x = torch.randn(2, 64, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        assert (cbam(x) - reference(cbam, x)).abs().max() < 1e-5

@@ -75,6 +75,29 @@ def spatial_mean(x: torch.Tensor) -> torch.Tensor:
     return x.mean((2, 3))
 
 
+class ChannelPool(torch.autograd.Function):
+    """``x -> (x.mean((2, 3)), x.amax((2, 3)))``, CBAM's channel descriptors, with one-pass backward.
+
+    Autograd would write three full-size gradients (the mean's, the max's and their sum) and convert the
+    max's tie mask to int64 on the way; here one ``where`` writes the input gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        peak = x.amax((2, 3))
+        ctx.save_for_backward(x, peak)
+        return spatial_mean(x), peak
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_mean: torch.Tensor, grad_max: torch.Tensor) -> torch.Tensor:
+        x, peak = ctx.saved_tensors
+        h, w = x.shape[2:]
+        # The max's gradient is shared among tied positions, as torch.amax's is.
+        winners = x == peak[:, :, None, None]
+        share = grad_max[:, :, None, None] / winners.sum((2, 3), keepdim=True, dtype=torch.int32)
+        return torch.where(winners, share, 0.0).add_(grad_mean[:, :, None, None] / (h * w))
+
+
 class ChannelGatedPool(torch.autograd.Function):
     """``x, c -> (cat(mean_C(x * c), max_C(x * c)), x * c)``; the product is returned but not differentiable.
 
@@ -88,14 +111,17 @@ class ChannelGatedPool(torch.autograd.Function):
         peak = y.amax(1, keepdim=True)
         ctx.save_for_backward(x, c, peak)
         ctx.mark_non_differentiable(y)
+        ctx.set_materialize_grads(False)  # no full-size zero gradient for y
         return torch.cat((weighted_channel_mean(x, c), peak), 1), y
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad_pooled: torch.Tensor, _: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def backward(ctx: FunctionCtx, grad_pooled: torch.Tensor | None, _: None) -> tuple[torch.Tensor | None, ...]:
+        if grad_pooled is None:
+            return None, None
         x, c, peak = ctx.saved_tensors
         # The max's gradient is shared among tied channels, as torch.amax's is.
         winners = x * c == peak
-        share = grad_pooled[:, 1:] / winners.sum(1, keepdim=True)
+        share = grad_pooled[:, 1:] / winners.sum(1, keepdim=True, dtype=torch.int32)
         grad_y = torch.where(winners, share, 0.0).add_(grad_pooled[:, :1] / x.shape[1])
         grad_c = (grad_y * x).sum((2, 3), keepdim=True) if ctx.needs_input_grad[1] else None
         return grad_y.mul_(c), grad_c
@@ -129,6 +155,41 @@ class SpatialGateProduct(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_x = (grad * s).mul_(c)
         return None, grad_x, grad_c, grad_s
+
+
+class MeanGated(torch.autograd.Function):
+    """``x * gate_fn(x.mean((2, 3), keepdim=True))``: SE's squeeze, excitation and scale in one node.
+
+    ``gate_fn`` is the small excitation network (its parameters passed as ``params``); backward recomputes
+    it from the saved pooled vector, which is cheap, and then writes the input gradient in one pass
+    (``grad * g + pooled_grad / HW``) instead of autograd's product, broadcast and sum of the two paths.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, gate_fn, *params: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean((2, 3), keepdim=True)
+        g = gate_fn(pooled)
+        ctx.gate_fn = gate_fn
+        ctx.save_for_backward(x, pooled, g, *params)
+        return x * g
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, pooled, g, *params = ctx.saved_tensors
+        b, channels, h, w = x.shape
+        if x.is_contiguous() and grad.is_contiguous():  # per-channel dot products as one batched GEMM
+            grad_g = torch.bmm(grad.view(b * channels, 1, h * w), x.view(b * channels, h * w, 1))
+            grad_g = grad_g.view(b, channels, 1, 1)
+        else:
+            grad_g = (grad * x).sum((2, 3), keepdim=True)
+        wanted = [p for p, need in zip(params, ctx.needs_input_grad[2:]) if need]
+        with torch.enable_grad():
+            pooled = pooled.detach().requires_grad_()
+            grad_pooled, *grad_wanted = torch.autograd.grad(ctx.gate_fn(pooled), [pooled, *wanted], grad_g)
+        grads = iter(grad_wanted)
+        grad_params = [next(grads) if need else None for need in ctx.needs_input_grad[2:]]
+        grad_x = torch.addcmul(grad_pooled / (h * w), grad, g) if ctx.needs_input_grad[0] else None
+        return grad_x, None, *grad_params
 
 
 def channel_then_spatial_gate(x: torch.Tensor, c: torch.Tensor, spatial_gate) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
-from attnzoo.attention.fused import may_gate_in_place
+from attnzoo.attention.fused import MeanGated, may_gate_in_place
 from attnzoo.attention.identity import zero_
 from attnzoo.attention.registry import register_attention
 
@@ -45,12 +45,18 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # timm's SEModule's exact arithmetic, so that timm's seresnet* weights give identical logits
-        g = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            return MeanGated.apply(x, self.excite, *self.parameters())
+        g = self.excite(x.mean((2, 3), keepdim=True))
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
+
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The gate (B, C, 1, 1) from the pooled descriptor (B, C, 1, 1)."""
+        return self.gate(self.fc2(self.act(self.fc1(pooled))))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The channel gate for input ``x``, shape (B, C), for inspection."""
-        return {"channel": self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))).flatten(1)}
+        return {"channel": self.excite(x.mean((2, 3), keepdim=True)).flatten(1)}
 
     def init_identity(self) -> float:
         """Zero the excitation so the gate is sigmoid(0) = 0.5 everywhere."""
