@@ -47,7 +47,9 @@ class CbamChannel(nn.Module):
 
     def gate_of(self, x: torch.Tensor) -> torch.Tensor:
         """The channel gate (B, C) for input ``x``: attention_maps' value, by the fastest route."""
-        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():  # the compiler fuses the plain reductions
+            return self.gate_from_pooled(x.mean((2, 3)), x.amax((2, 3)))
+        if torch.is_grad_enabled():
             return self.gate_from_pooled(*ChannelPool.apply(x))
         return self.gate_from_pooled(spatial_mean(x), x.amax((2, 3)))
 
@@ -96,8 +98,10 @@ class CbamSpatial(nn.Module):
 
     def gate_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """The gate (B, 1, H, W) from the channel-mean and channel-max maps stacked as (B, 2, H, W)."""
-        # channels_last makes oneDNN's backward of this 2-to-1 channel conv several times faster on CPU
-        return self.gate(self.conv(maps.contiguous(memory_format=torch.channels_last)))
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            # channels_last makes oneDNN's backward of this 2-to-1 channel conv several times faster on CPU
+            maps = maps.contiguous(memory_format=torch.channels_last)
+        return self.gate(self.conv(maps))
 
     def init_identity(self) -> float:
         """Zero the BN's affine so the map is 0 (and the conv still gets gradient once it moves)."""

@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall-clock time, or process CPU time (steadier when other jobs share the cores; "
                         "use with --threads 1)")
+    parser.add_argument("--profile", type=int, metavar="N", help="instead of timing, print the N most "
+                        "expensive operators of each model (torch.profiler) for the first of --modes (eager or train)")
     parser.add_argument("--log", metavar="PATH", help="also append the report to this file")
     parser.set_defaults(func=run)
 
@@ -49,7 +51,17 @@ def run(args: argparse.Namespace) -> int:
             print(text, file=log, flush=True)
 
     try:
-        run_benchmark(args.models, modes, setting, report)
+        if args.profile:
+            from attnzoo.evaluate.bench import environment, group_by_backbone, profile_ops, num_threads
+
+            if modes[0] not in ("eager", "train"):
+                raise AttnzooError(f"--profile works with --modes eager or train, not {modes[0]}")
+            with num_threads(args.threads):
+                report(f"attnzoo bench --profile: {environment()}")
+                for group in group_by_backbone(args.models).values():
+                    report(profile_ops(group, modes[0], setting, args.profile))
+        else:
+            run_benchmark(args.models, modes, setting, report)
     finally:
         if log:
             log.close()

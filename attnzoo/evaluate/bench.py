@@ -326,6 +326,35 @@ def run_mode(names: list[str], mode: str, setting: Setting, workdir: str) -> Tab
     return Table(cands[0].label, mode, unit, rows, notes)
 
 
+def profile_ops(names: list[str], mode: str, setting: Setting, top: int = 12) -> str:
+    """Where the time goes: self CPU time per operator, per candidate, over ``setting.iters`` calls.
+
+    The rows are operators (summed over shapes) with their share of the model's total, so a backbone's
+    table and an attention model's can be compared line by line.
+    """
+    cands = candidates(names)
+    train = mode == "train"
+    batch, size = (setting.train_batch, setting.train_size) if train else (setting.infer_batch, setting.infer_size)
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    lines = [f"operator profile ({mode}, batch {batch} at {size}x{size}, self CPU ms per call, {setting.iters} calls)"]
+    for cand in cands:
+        model = cand.build()
+        step = TrainingStep(model, x) if train else _inference_step(model, x)
+        step()
+        step()
+        with _quiet_fd2(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(setting.iters):
+                step()
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in ops)
+        lines.append(f"  {cand.label}: total {total / 1e3 / setting.iters:.1f} ms")
+        lines += [
+            f"    {e.key:42s} {e.self_cpu_time_total / 1e3 / setting.iters:9.1f} {100 * e.self_cpu_time_total / total:5.1f}%"
+            for e in ops[:top]
+        ]
+    return "\n".join(lines)
+
+
 def environment() -> str:
     """Versions, threads and CPU, for the report's header."""
     import onnxruntime
