@@ -77,3 +77,13 @@ def test_bench_command_prints_ratio_tables_and_logs_them(tmp_path, capsys):
 def test_bench_command_rejects_an_unknown_mode(capsys):
     assert main(["bench", "resnet18_se", "--modes", "eager,warp"]) == 2
     assert "unknown --modes warp" in capsys.readouterr().err
+
+
+def test_profile_option_lists_the_top_operators_of_every_candidate(capsys):
+    code = main(["bench", "resnet18_se", "--modes", "eager", "--profile", "3", "--infer-size", "32",
+                 "--infer-batch", "2", "--iters", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for label in ("resnet18: total", "resnet18_se: total", "timm seresnet18: total"):
+        assert label in out
+    assert "aten::mkldnn_convolution" in out
