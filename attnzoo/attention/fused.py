@@ -1,19 +1,19 @@
-"""Cheap gating: in-place gating where nobody can see it, lean autograd for CBAM's spatial stage.
+"""Cheap gating: in-place gating where nobody can see it, and lean autograd nodes for SE and CBAM.
 
-Inference: gating ``x * g`` allocates and writes a full-size tensor, which on a CPU costs about as much as
-a BatchNorm. When surgery puts a module into a block slot whose input is a temporary that the block never
-reads again (as in timm's ResNet and EfficientNet blocks), it sets the module's ``gate_in_place``, and
-the module then overwrites its input with its output whenever no gradient is being recorded and no hook
-watches the module (:func:`may_gate_in_place`). A module created on its own never touches its input.
+Inference: gating ``x * g`` allocates and writes a full-size tensor, which on a CPU costs more than the
+pooling before it. When a module sits in a block slot whose input is a temporary that the block never
+reads again (timm's ResNet and EfficientNet blocks, attnzoo's cnn3), its ``gate_in_place`` may be set
+(:func:`allow_gating_in_place`), and it then overwrites its input with its output whenever no gradient is
+being recorded and no hook watches the module (:func:`may_gate_in_place`). A module created on its own
+never touches its input.
 
-Training: recompute one product in backward instead of saving it.
-
+Training: :class:`MeanGated` makes SE one node whose backward writes the input gradient in one pass.
 CBAM's spatial stage computes ``y = x * c`` (channel gate ``c``), pools ``y`` over channels and returns
-``y * s`` (spatial gate ``s``). Left to autograd, both the channel max and the final product save ``y``: a
-second full-size activation next to ``x``, about a quarter of a ResNet block's saved tensors. The two
-Functions here save only ``x`` and the small gates, recompute ``y`` in backward (one multiply), and turn
-the full-size reductions of backward into matrix products. The arithmetic is the paper's; only what is
-kept between forward and backward changes.
+``y * s`` (spatial gate ``s``); left to autograd, both the channel max and the final product save ``y``, a
+second full-size activation next to ``x``. :class:`ChannelGatedPool` and :class:`SpatialGateProduct` save
+only ``x`` and the small gates, recompute ``y`` in backward (one multiply), and turn backward's full-size
+reductions into matrix products; :class:`ChannelPool` gives CBAM's descriptors a one-pass backward. The
+arithmetic is the paper's; only what is kept between forward and backward, and how it is reduced, changes.
 """
 
 from __future__ import annotations
