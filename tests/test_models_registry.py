@@ -106,7 +106,7 @@ def test_pretrained_without_published_weights_says_how_to_start_from_the_backbon
 def test_fmnist_tags_point_at_hub_ids_for_the_recipes_weights():
     cfg = timm.models.get_pretrained_cfg("resnet18_cbam.fmnist")
     assert cfg.hf_hub_id == "attnzoo/resnet18_cbam.fmnist"
-    assert cfg.input_size == (1, 28, 28) and cfg.num_classes == 10
+    assert cfg.input_size == (1, 32, 32) and cfg.num_classes == 10
 
 
 def test_weights_round_trip_through_safetensors_with_the_model_config(tmp_path):

@@ -41,7 +41,7 @@ CNN3_ATTENTIONS = ("se", "cbam")
 
 # Backbones the Fashion-MNIST recipes train, and the model arguments those weights were trained with.
 FMNIST_MODEL_ARGS: dict[str, dict[str, Any]] = {
-    "resnet18": dict(in_chans=1, num_classes=10, small_input=True),
+    "resnet18": dict(in_chans=1, num_classes=10),  # padded to 32 px, standard stem
     "mobilenetv2_100": dict(in_chans=1, num_classes=10, small_input=True),
     "cnn3": dict(in_chans=1, num_classes=10),
 }
@@ -65,7 +65,7 @@ def _fmnist_cfg(name: str, base: str) -> dict[str, Any]:
     return dict(
         hf_hub_id=f"{hub_org()}/{name}.fmnist",
         num_classes=10,
-        input_size=(1, 28, 28),
+        input_size=(1, 32, 32) if base == "resnet18" else (1, 28, 28),
         mean=FMNIST_MEAN,
         std=FMNIST_STD,
         crop_pct=1.0,
