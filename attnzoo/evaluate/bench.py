@@ -19,7 +19,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import timm
@@ -29,7 +29,7 @@ from torch import nn
 
 from attnzoo.attention.fused import allow_gating_in_place
 from attnzoo.errors import UnknownModelError
-from attnzoo.evaluate.throughput import num_threads
+from attnzoo.evaluate.throughput import num_threads, quiet_stderr
 from attnzoo.models.registry import INJECTED
 
 MODES = ("eager", "compiled", "onnx", "train", "memory")
@@ -245,23 +245,10 @@ def _interleave(steps: dict[str, Callable[[], None]], setting: Setting) -> dict[
     return seconds
 
 
-@contextlib.contextmanager
-def _quiet_fd2() -> Iterator[None]:
-    """Silence the C++ log lines the profiler writes straight to file descriptor 2."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def peak_allocated(fn: Callable[[], None]) -> int:
     """Most bytes the torch CPU allocator holds beyond its level at the start, while ``fn`` runs."""
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with _quiet_fd2(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+    with quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
         fn()
     events = sorted(
         (e.start_ns(), e.nbytes())
@@ -342,7 +329,7 @@ def profile_ops(names: list[str], mode: str, setting: Setting, top: int = 12) ->
         step = TrainingStep(model, x) if train else _inference_step(model, x)
         step()
         step()
-        with _quiet_fd2(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        with quiet_stderr(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(setting.iters):
                 step()
         ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)

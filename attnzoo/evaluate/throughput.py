@@ -121,7 +121,7 @@ def measure_throughput(
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silence the profiler's C++ start/stop log lines, written straight to file descriptor 2."""
     saved = os.dup(2)
     try:
@@ -135,7 +135,7 @@ def _quiet_stderr() -> Iterator[None]:
 
 def _cpu_forward_peak(model: nn.Module, x: torch.Tensor) -> int:
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+    with quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
         model(x)
     events = sorted(
         (e.start_ns(), e.nbytes())
