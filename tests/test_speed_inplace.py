@@ -3,9 +3,9 @@
 import pytest
 import timm
 import torch
+from torch import nn
 
 from attnzoo.attention import create_attention
-from attnzoo.attention.fused import allow_gating_in_place
 
 GATED = ["se", "cbam", "cbam_channel", "cbam_spatial"]
 
@@ -60,14 +60,24 @@ def test_recording_gradients_keeps_the_input():
     assert torch.equal(x, before)
 
 
-@pytest.mark.parametrize("name", ["resnet18_se", "resnet18_cbam", "mobilenetv2_100_cbam"])
-def test_whole_models_compute_the_same_logits_with_gating_in_place(name):
-    plain = timm.create_model(name).eval()
-    for bn in (m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        torch.nn.init.uniform_(bn.weight, 0.5, 1.5)  # wake the zero-initialised residual branches
+def attention_modules(model):
+    """The attention modules in block slots (not the parts inside a composite such as CBAM)."""
+    gated = [m for m in model.modules() if hasattr(type(m), "gate_in_place")]
+    parts = {id(part) for m in gated for part in list(m.modules())[1:]}
+    return [m for m in gated if id(m) not in parts]
+
+
+@pytest.mark.parametrize("name", ["resnet18_se", "resnet18_cbam", "mobilenetv2_100_cbam", "cnn3_cbam"])
+def test_surgery_on_builtin_blocks_gates_in_place_with_the_same_logits(name):
     fast = timm.create_model(name).eval()
-    fast.load_state_dict(plain.state_dict())
-    assert allow_gating_in_place(fast) > 0
-    x = torch.randn(2, 3, 64, 64)
+    for bn in (m for m in fast.modules() if isinstance(m, nn.BatchNorm2d)):
+        nn.init.uniform_(bn.weight, 0.5, 1.5)  # wake the zero-initialised residual branches
+    assert attention_modules(fast) and all(m.gate_in_place for m in attention_modules(fast))
+    slow = timm.create_model(name).eval()
+    slow.load_state_dict(fast.state_dict())
+    for m in attention_modules(slow):
+        m.gate_in_place = False
+    in_chans = next(m for m in fast.modules() if isinstance(m, nn.Conv2d)).in_channels
+    x = torch.randn(2, in_chans, 28, 28)
     with torch.inference_mode():
-        assert torch.equal(fast(x), plain(x))
+        assert torch.equal(fast(x), slow(x))

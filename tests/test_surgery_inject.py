@@ -182,4 +182,5 @@ def test_third_party_block_gets_attention_through_a_registered_hook(monkeypatch)
     before = net(x)
     attnzoo.inject(net, "cbam", preserve=True)
     assert isinstance(net.stages[1][0].se, Cbam)
+    assert not net.stages[1][0].se.gate_in_place  # the hook did not promise a temporary slot input
     assert (net(x) - before).abs().max() < 1e-6

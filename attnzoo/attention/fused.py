@@ -2,8 +2,8 @@
 
 Inference: gating ``x * g`` allocates and writes a full-size tensor, which on a CPU costs more than the
 pooling before it. When a module sits in a block slot whose input is a temporary that the block never
-reads again (timm's ResNet and EfficientNet blocks, attnzoo's cnn3), its ``gate_in_place`` may be set
-(:func:`allow_gating_in_place`), and it then overwrites its input with its output whenever no gradient is
+reads again (timm's ResNet and EfficientNet blocks, attnzoo's cnn3), surgery sets its ``gate_in_place``
+(``SurgeryHook.slot_input_is_temporary``), and it then overwrites its input with its output whenever no gradient is
 being recorded and no hook watches the module (:func:`may_gate_in_place`). A module created on its own
 never touches its input.
 
@@ -40,18 +40,6 @@ def may_gate_in_place(module: nn.Module, x: torch.Tensor) -> bool:
         and not (_global_forward_hooks or _global_forward_pre_hooks)
         and not x.requires_grad
     )
-
-
-def allow_gating_in_place(model: nn.Module) -> int:
-    """Set ``gate_in_place`` on every attention module of ``model`` that has it; returns how many.
-
-    For models whose attention modules sit in block slots fed by a temporary (timm's ResNet and
-    EfficientNet blocks, attnzoo's cnn3), which is what attnzoo's surgery builds.
-    """
-    modules = [m for m in model.modules() if hasattr(type(m), "gate_in_place")]
-    for module in modules:
-        module.gate_in_place = True
-    return len(modules)
 
 
 def weighted_channel_mean(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

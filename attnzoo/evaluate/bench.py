@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnzoo.attention.fused import allow_gating_in_place
 from attnzoo.errors import UnknownModelError
 from attnzoo.evaluate.throughput import num_threads, quiet_stderr
 from attnzoo.models.registry import INJECTED
@@ -125,20 +124,10 @@ def _base(name: str) -> str:
     return base
 
 
-def _with_gating_in_place(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-    def variant() -> nn.Module:
-        model = build()
-        allow_gating_in_place(model)
-        return model
-
-    return variant
-
-
-def candidates(names: str | list[str], *, in_place_variants: bool = False) -> list[Candidate]:
+def candidates(names: str | list[str]) -> list[Candidate]:
     """The backbone, then each attnzoo model followed by timm's equivalent where timm has one.
 
-    All ``names`` must share one backbone. With ``in_place_variants``, each attnzoo model whose modules
-    do not gate in place yet also appears with :func:`allow_gating_in_place` applied.
+    All ``names`` must share one backbone.
     """
     names = [names] if isinstance(names, str) else names
     bases = sorted({_base(name) for name in names})
@@ -150,8 +139,6 @@ def candidates(names: str | list[str], *, in_place_variants: bool = False) -> li
     for name in names:
         build = _seeded(functools.partial(timm.create_model, name))
         found.append(Candidate(name, build, "attnzoo"))
-        if in_place_variants and not all(m.gate_in_place for m in build().modules() if hasattr(m, "gate_in_place")):
-            found.append(Candidate(f"{name} (gate_in_place)", _with_gating_in_place(build), "attnzoo"))
         twin = timm_equivalent(base, name[len(base) + 1 :])
         if twin:
             found.append(Candidate(twin.label, twin.build, "timm", pair=name))
@@ -282,7 +269,7 @@ class Table:
 
 def run_mode(names: list[str], mode: str, setting: Setting, workdir: str) -> Table:
     """Measure ``mode`` (one of :data:`MODES`) for attnzoo models ``names`` (one backbone) and their peers."""
-    cands = candidates(names, in_place_variants=mode == "eager")
+    cands = candidates(names)
     train = mode in ("train", "memory")
     batch, size = (setting.train_batch, setting.train_size) if train else (setting.infer_batch, setting.infer_size)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))

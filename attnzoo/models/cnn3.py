@@ -40,7 +40,12 @@ def _compensate_bn(block: ConvBlock, gain: float) -> None:
 
 register_surgery(
     ConvBlock,
-    SurgeryHook(channels=lambda block: block.bn.num_features, compensate=_compensate_bn, slot="attn"),
+    SurgeryHook(
+        channels=lambda block: block.bn.num_features,
+        compensate=_compensate_bn,
+        slot="attn",
+        slot_input_is_temporary=True,
+    ),
 )
 
 

@@ -31,7 +31,9 @@ def _hook(input_conv: str, output_conv: str) -> SurgeryHook:
         scale_(getattr(block, output_conv).weight, by=1 / gain)
 
     channels: Callable[[nn.Module], int] = lambda block: getattr(block, output_conv).in_channels
-    return SurgeryHook(channels=channels, compensate=compensate, default_kwargs=default_kwargs)
+    return SurgeryHook(
+        channels=channels, compensate=compensate, default_kwargs=default_kwargs, slot_input_is_temporary=True
+    )
 
 
 register_surgery(DepthwiseSeparableConv, _hook("conv_dw", "conv_pw"))

@@ -107,6 +107,8 @@ def inject(
         module = create_attention(attn, hook.channels(block), **{**defaults, **attn_kwargs})
         if preserve:
             hook.compensate(block, init_identity(module))
+        if hasattr(type(module), "gate_in_place"):
+            module.gate_in_place = hook.slot_input_is_temporary
         setattr(block, hook.slot, module)
     record_surgery(
         model,

@@ -27,12 +27,16 @@ class SurgeryHook:
         slot: attribute of the block that the block's forward already calls (timm's blocks call ``se``).
         default_kwargs: attention kwargs this block type implies given the user's kwargs, e.g. a reduction
             relative to the block's input channels; the user's kwargs take precedence over them.
+        slot_input_is_temporary: the block feeds the slot a tensor it never reads again (true of timm's
+            ResNet and EfficientNet blocks), so the attention may gate it in place at inference
+            (:mod:`attnzoo.attention.fused`). Leave it False unless the block's forward guarantees it.
     """
 
     channels: Callable[[nn.Module], int]
     compensate: Callable[[nn.Module, float], None]
     slot: str = "se"
     default_kwargs: Callable[[nn.Module, dict[str, Any]], dict[str, Any]] = field(default=lambda block, kwargs: {})
+    slot_input_is_temporary: bool = False
 
 
 _HOOKS: dict[type[nn.Module], SurgeryHook] = {}

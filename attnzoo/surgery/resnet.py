@@ -20,7 +20,9 @@ def _last_bn_hook(bn_name: str) -> SurgeryHook:
         bn = last_bn(block)
         scale_(bn.weight, bn.bias, by=1 / gain)
 
-    return SurgeryHook(channels=lambda block: last_bn(block).num_features, compensate=compensate)
+    return SurgeryHook(
+        channels=lambda block: last_bn(block).num_features, compensate=compensate, slot_input_is_temporary=True
+    )
 
 
 register_surgery(BasicBlock, _last_bn_hook("bn2"))
