@@ -16,30 +16,12 @@ from torch import nn
 from attnzoo.attention.fused import ChannelPool, channel_then_spatial_gate, may_gate_in_place, spatial_mean, weighted_channel_mean
 from attnzoo.attention.identity import zero_
 from attnzoo.attention.registry import register_attention
-from attnzoo.attention.se import reduced_channels
+from attnzoo.attention.se import ChannelExcitation
 
 
 @register_attention("cbam_channel")
-class CbamChannel(nn.Module):
-    """CBAM's channel gate alone."""
-
-    def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: type[nn.Module] | str = nn.ReLU,
-        gate_layer: type[nn.Module] | str = "sigmoid",
-    ) -> None:
-        super().__init__()
-        rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
-        self.fc1 = nn.Conv2d(channels, rd, kernel_size=1, bias=True)
-        self.act = create_act_layer(act_layer, inplace=True)
-        self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
-        self.gate = create_act_layer(gate_layer)
-
-    gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
+class CbamChannel(ChannelExcitation):
+    """CBAM's channel gate alone; the bottleneck is exactly C/r, as in the paper's parameter counts."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate_of(x)[:, :, None, None]
@@ -64,11 +46,6 @@ class CbamChannel(nn.Module):
         hidden = self.act(F.linear(torch.cat((mean, peak)), self.fc1.weight.flatten(1), self.fc1.bias))
         logits = F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
         return self.gate(logits[:batch] + logits[batch:])
-
-    def init_identity(self) -> float:
-        """Zero the MLP's output layer so the gate is sigmoid(0) = 0.5."""
-        zero_(self.fc2)
-        return 0.5
 
 
 @register_attention("cbam_spatial")

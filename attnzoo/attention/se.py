@@ -21,27 +21,42 @@ def reduced_channels(channels: int, rd_ratio: float, rd_channels: int | None, rd
     return rd_channels or make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
 
 
-@register_attention("se")
-class SqueezeExcite(nn.Module):
-    """SE block. ``rd_divisor=8`` matches timm's default, so timm SE weights of every depth load."""
+class ChannelExcitation(nn.Module):
+    """The excitation MLP that SE and CBAM's channel gate share: 1x1 conv - act - 1x1 conv, both with bias,
+    then the gate. Subclasses decide how the input is pooled, and round the bottleneck width to multiples
+    of their ``default_rd_divisor`` unless ``rd_divisor`` is given.
+    """
+
+    default_rd_divisor = 1
+    gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
     def __init__(
         self,
         channels: int,
         rd_ratio: float = 1 / 16,
         rd_channels: int | None = None,
-        rd_divisor: int = 8,
+        rd_divisor: int | None = None,
         act_layer: type[nn.Module] | str = nn.ReLU,
         gate_layer: type[nn.Module] | str = "sigmoid",
     ) -> None:
         super().__init__()
-        rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
+        rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor or self.default_rd_divisor)
         self.fc1 = nn.Conv2d(channels, rd, kernel_size=1, bias=True)
         self.act = create_act_layer(act_layer, inplace=True)
         self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
         self.gate = create_act_layer(gate_layer)
 
-    gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
+    def init_identity(self) -> float:
+        """Zero the MLP's output layer so the gate is sigmoid(0) = 0.5 everywhere."""
+        zero_(self.fc2)
+        return 0.5
+
+
+@register_attention("se")
+class SqueezeExcite(ChannelExcitation):
+    """SE block. Widths round to multiples of 8 as timm's do, so timm SE weights of every depth load."""
+
+    default_rd_divisor = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # timm's SEModule's exact arithmetic, so that timm's seresnet* weights give identical logits
@@ -57,8 +72,3 @@ class SqueezeExcite(nn.Module):
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The channel gate for input ``x``, shape (B, C), for inspection."""
         return {"channel": self.excite(x.mean((2, 3), keepdim=True)).flatten(1)}
-
-    def init_identity(self) -> float:
-        """Zero the excitation so the gate is sigmoid(0) = 0.5 everywhere."""
-        zero_(self.fc2)
-        return 0.5
