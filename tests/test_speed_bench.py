@@ -8,7 +8,8 @@ import torch
 
 from attnzoo.cli import main
 from attnzoo.errors import UnknownModelError
-from attnzoo.evaluate.bench import Setting, candidates, identical_outputs, peak_allocated, run_mode, training_peak_bytes
+from attnzoo.evaluate.bench import Setting, candidates, identical_outputs, run_mode, training_peak_bytes
+from attnzoo.evaluate.throughput import peak_allocated
 
 
 def test_candidates_are_backbone_attnzoo_model_and_timms_equivalent():

@@ -3,6 +3,6 @@
 
 from attnzoo.data.factory import DataBundle, build_data
 from attnzoo.data.fashion_mnist import FASHION_MNIST_ROOT, load_fashion_mnist, read_idx
-from attnzoo.data.tensor_loader import TensorBatches
+from attnzoo.data.tensor_loader import TensorBatches, resize_images
 
-__all__ = ["FASHION_MNIST_ROOT", "DataBundle", "TensorBatches", "build_data", "load_fashion_mnist", "read_idx"]
+__all__ = ["FASHION_MNIST_ROOT", "DataBundle", "TensorBatches", "build_data", "load_fashion_mnist", "read_idx", "resize_images"]

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_dataset, create_transform
 
 from attnzoo.data import fashion_mnist
-from attnzoo.data.tensor_loader import TensorBatches, seeded_generator, step_indices
+from attnzoo.data.tensor_loader import TensorBatches, resize_images, seeded_generator, step_indices
 from attnzoo.errors import DatasetNotFoundError, RecipeError
 
 
@@ -62,29 +61,17 @@ class LoaderBatches:
         yield from loader
 
 
-def _resize(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """uint8 N x C x H x W images at ``size`` x ``size``: zero-padded (centred) or bilinear."""
-    h = images.shape[-1]
-    if size == h:
-        return images
-    if mode == "pad":
-        if size < h:
-            raise RecipeError(f"recipe field data.img_size: {size} is smaller than the images ({h}); "
-                              "use data.resize=bilinear to shrink")
-        lo = (size - h) // 2
-        return F.pad(images, (lo, size - h - lo, lo, size - h - lo))
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
-
-
 def _fashion_mnist(recipe: Any, per_rank: int, eval_per_rank: int, rank: int, world: int,
                    device: torch.device) -> DataBundle:
     data, aug = recipe.data, recipe.aug
     size = data.img_size or 28
+    if data.resize == "pad" and size < 28:
+        raise RecipeError(f"recipe field data.img_size: {size} is smaller than the images (28); "
+                          "use data.resize=bilinear to shrink")
     splits = {}
     for split in (data.train_split, data.val_split):
         images, labels = fashion_mnist.load_fashion_mnist(split, data.root, data.download)
-        splits[split] = (_resize(images.unsqueeze(1), size, data.resize), labels)
+        splits[split] = (resize_images(images.unsqueeze(1), size, data.resize), labels)
     common = dict(mean=fashion_mnist.MEAN, std=fashion_mnist.STD, seed=recipe.seed, rank=rank, world_size=world,
                   device=device)
     train = TensorBatches(*splits[data.train_split], per_rank, train=True, crop_padding=aug.crop_padding,

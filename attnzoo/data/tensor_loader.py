@@ -43,6 +43,23 @@ def step_indices(
     return list(shard.split(batch_size))
 
 
+def resize_images(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """uint8 N x C x H x W images at ``size`` x ``size``: zero-padded and centred (``"pad"``), or bilinear.
+
+    Done once on the whole in-memory set, so that every epoch reads images already at the model's size.
+    """
+    h = images.shape[-1]
+    if size == h:
+        return images
+    if mode == "pad":
+        if size < h:
+            raise ValueError(f"cannot pad {h} px images to {size} px; resize with mode 'bilinear' to shrink")
+        lo = (size - h) // 2
+        return F.pad(images, (lo, size - h - lo, lo, size - h - lo))
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
 class TensorBatches:
     """Normalised, augmented float batches of ``images`` (uint8, N x C x H x W) and ``labels``.
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnzoo.errors import UnknownModelError
-from attnzoo.evaluate.throughput import num_threads, quiet_stderr
+from attnzoo.evaluate.throughput import num_threads, peak_allocated, quiet_stderr
 from attnzoo.models.registry import INJECTED
 
 MODES = ("eager", "compiled", "onnx", "train", "memory")
@@ -230,23 +230,6 @@ def _interleave(steps: dict[str, Callable[[], None]], setting: Setting) -> dict[
                 steps[label]()
             seconds[label].append((setting.now() - start) / setting.iters)
     return seconds
-
-
-def peak_allocated(fn: Callable[[], None]) -> int:
-    """Most bytes the torch CPU allocator holds beyond its level at the start, while ``fn`` runs."""
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
-        fn()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
-    )
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
 
 
 def training_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:

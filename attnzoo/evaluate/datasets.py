@@ -14,8 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from attnzoo.data import TensorBatches, fashion_mnist
-from attnzoo.data.factory import _resize as resize_images
+from attnzoo.data import TensorBatches, fashion_mnist, resize_images
 from attnzoo.errors import DatasetNotFoundError
 
 

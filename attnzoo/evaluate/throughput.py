@@ -14,7 +14,7 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -133,10 +133,15 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _cpu_forward_peak(model: nn.Module, x: torch.Tensor) -> int:
+def peak_allocated(fn: Callable[[], object]) -> int:
+    """Most bytes the torch CPU allocator holds beyond its level at the start, while ``fn`` runs.
+
+    Replayed from the allocation events of ``torch.profiler`` (``profile_memory=True``): the CPU allocator
+    keeps no peak counter of its own, unlike CUDA's.
+    """
     activities = [torch.profiler.ProfilerActivity.CPU]
     with quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
-        model(x)
+        fn()
     events = sorted(
         (e.start_ns(), e.nbytes())
         for e in prof.profiler.kineto_results.events()
@@ -166,7 +171,7 @@ def measure_peak_memory(model: nn.Module, input_size: tuple[int, int, int], *, b
                 peak = torch.cuda.max_memory_allocated(device) - base
                 method = "torch.cuda.max_memory_allocated during one forward, beyond weights and input"
             else:
-                peak = _cpu_forward_peak(model, x)
+                peak = peak_allocated(lambda: model(x))
                 method = "torch CPU allocations during one forward (profiler replay), beyond weights and input"
     finally:
         model.train(was_training)
