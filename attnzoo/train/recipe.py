@@ -158,9 +158,14 @@ def load_recipe(
     if seed is not None:
         raw["seed"] = seed
     raw.setdefault("name", path.stem)
+    return recipe_from_dict(raw), path.resolve()
+
+
+def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
+    """Validate a recipe given as plain data (what a YAML file holds after ``defaults`` are merged)."""
     recipe = _build(Recipe, raw, prefix="")
     check_paths(recipe)
-    return recipe, path.resolve()
+    return recipe
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
