@@ -2,16 +2,20 @@
 train (attnzoo.train) -> push -> load (bit-identical) -> fine-tune with a new head -> push to a branch ->
 load that revision -> load offline from the cache."""
 
+import pytest
 import timm
 import torch
 from huggingface_hub import HfApi
 
 import attnzoo  # noqa: F401  (registers cnn3_cbam in timm)
 from attnzoo import hub as attnzoo_hub
+from attnzoo.errors import HubError
 from attnzoo.models import build_model
 from attnzoo.models.registry import FMNIST_MODEL_ARGS, hub_org
+from attnzoo.train import load_recipe, train
 from hub_fixtures import assert_same_weights, hub, hub_server, train_steps, trained_run  # noqa: F401
 from hub_server import point_client_at
+from train_helpers import make_tiny_fashion_mnist, write_recipe
 
 
 def test_push_then_load_finetune_branch_and_offline(hub, tmp_path, monkeypatch):
@@ -76,3 +80,28 @@ def test_backbone_weights_load_under_function_preserving_attention(hub):
     assert attnzoo.model_config(injected)["surgery"][0]["attn"] == "cbam"
     x = torch.randn(2, 1, 32, 32)
     torch.testing.assert_close(injected(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_recipe_fine_tunes_from_a_hub_revision_with_a_new_head(hub, tmp_path):
+    source = train_steps(build_model("cnn3_cbam", num_classes=7))
+    attnzoo_hub.push_to_hub(source, "lab/cnn3_cbam.seven", revision="v1")
+    data = make_tiny_fashion_mnist(tmp_path / "data")
+    recipe, path = load_recipe(write_recipe(tmp_path / "tune.yaml", data, tmp_path / "runs", epochs=1),
+                               ["model.init=hf-hub:lab/cnn3_cbam.seven@v1", "max_steps=1", "optim.lr=0.0",
+                                "optim.weight_decay=0.0", "sched.warmup_epochs=0"])
+    train(recipe, path)  # one step at lr 0: only BN statistics move, the parameters are the Hub's
+    tuned = attnzoo.load_model(tmp_path / "runs" / "tune" / "last.safetensors")
+    assert tuned.fc.out_features == 10
+    want = {k: v for k, v in source.named_parameters() if not k.startswith("fc.")}
+    got = {k: v for k, v in tuned.named_parameters() if not k.startswith("fc.")}
+    assert sorted(want) == sorted(got) and all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_a_recipe_starting_from_a_missing_hub_revision_fails_in_one_line(hub, tmp_path):
+    attnzoo_hub.push_to_hub(build_model("cnn3_cbam"), "lab/cnn3_cbam.main-only")
+    data = make_tiny_fashion_mnist(tmp_path / "data")
+    recipe, path = load_recipe(write_recipe(tmp_path / "tune.yaml", data, tmp_path / "runs", epochs=1),
+                               ["model.init=hf-hub:lab/cnn3_cbam.main-only@nope"])
+    with pytest.raises(HubError, match="nope") as err:
+        train(recipe, path)
+    assert "\n" not in str(err.value)

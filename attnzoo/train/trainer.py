@@ -70,12 +70,14 @@ def _classifier_prefix(model: nn.Module) -> str | None:
 
 
 def _load_init(model: nn.Module, init: str) -> None:
-    """Start from weights in a file or Hub repo; a classifier of another size is left freshly initialised."""
+    """Start from weights in a file or Hub repo (``hf-hub:org/name[@revision]``, safetensors only); a
+    classifier of another size is left freshly initialised."""
     if init.startswith("hf-hub:"):
-        from huggingface_hub import hf_hub_download
+        from attnzoo.hub import load_state_dict
 
-        init = hf_hub_download(init.removeprefix("hf-hub:"), "model.safetensors")
-    state_dict, _ = read_weights(init)
+        state_dict = load_state_dict(init)
+    else:
+        state_dict, _ = read_weights(init)
     own = model.state_dict()
     head = _classifier_prefix(model)
     if head:
