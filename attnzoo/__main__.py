@@ -2,6 +2,6 @@
 
 import sys
 
-from attnzoo.cli import main
+from attnzoo_cli import main
 
 sys.exit(main())

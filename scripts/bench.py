@@ -5,7 +5,7 @@ The same as ``attnzoo bench``; see ``docs/performance.md`` for the commands behi
 
 import sys
 
-from attnzoo.cli import main
+from attnzoo_cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

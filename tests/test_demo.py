@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from attnzoo.cli import main
+from attnzoo_cli import main
 from train_helpers import make_tiny_fashion_mnist
 
 

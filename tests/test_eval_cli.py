@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from attnzoo.cli import main
+from attnzoo_cli import main
 from attnzoo.models import build_model, save_weights
 from attnzoo.evaluate.flops import MAC_CONVENTION
 

@@ -3,7 +3,7 @@
 from hub_fixtures import hub, hub_server  # noqa: F401
 
 from attnzoo import hub as attnzoo_hub
-from attnzoo.cli import main
+from attnzoo_cli import main
 from attnzoo.models import build_model
 
 

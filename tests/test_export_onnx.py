@@ -5,7 +5,7 @@ import timm
 import torch
 
 import attnzoo
-from attnzoo.cli import main
+from attnzoo_cli import main
 from attnzoo.export import check_onnx, export_onnx, model_input_size
 from attnzoo.models import build_model, save_weights
 

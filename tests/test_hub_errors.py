@@ -12,7 +12,7 @@ from huggingface_hub import HfApi
 
 import attnzoo  # noqa: F401  (registers cnn3 in timm)
 from attnzoo import hub as attnzoo_hub
-from attnzoo.cli import main
+from attnzoo_cli import main
 from attnzoo.errors import CheckpointError, HubError, UnknownModelError
 from hub_fixtures import hub, hub_server  # noqa: F401
 from hub_server import point_client_at

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from attnzoo.cli import main
+from attnzoo_cli import main
 from attnzoo.evaluate.leaderboard import LeaderboardError, write_leaderboard
 from attnzoo.models import build_model, model_config
 

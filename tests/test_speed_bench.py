@@ -6,7 +6,7 @@ Only correctness is checked here: timings depend on the machine, so no test asse
 import pytest
 import torch
 
-from attnzoo.cli import main
+from attnzoo_cli import main
 from attnzoo.errors import UnknownModelError
 from attnzoo.evaluate.bench import Setting, candidates, identical_outputs, run_mode, training_peak_bytes
 from attnzoo.evaluate.throughput import peak_allocated

@@ -116,7 +116,7 @@ def test_imagenet_recipe_without_data_root_says_how_to_fix():
 
 
 def test_cli_prints_recipe_error_as_one_line_and_exits_2(tmp_path, capsys):
-    from attnzoo.cli import main
+    from attnzoo_cli import main
 
     path = _recipe(tmp_path, {"model": {"name": "resnet18"}})
     assert main(["train", str(path), "--set", "optim.lrr=0.1"]) == 2

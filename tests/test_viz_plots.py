@@ -11,7 +11,7 @@ import torch
 from matplotlib.image import imread
 
 import attnzoo
-from attnzoo.cli import main
+from attnzoo_cli import main
 from attnzoo.models import save_weights
 from attnzoo.viz import capture, excitation_figure, image_figure, save_figure
 from attnzoo.viz.report import run_input

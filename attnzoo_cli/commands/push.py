@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from attnzoo.hub import export_run, push_run
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,12 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--revision", help="branch to push to, created from main if missing (default: main)")
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("--weights", choices=("best", "last"), default="best", help="checkpoint to publish")
-    parser.add_argument("--license", default="apache-2.0", help="license id for the card (default: apache-2.0)")
+    parser.add_argument("--license", default="apache-2.0", help="license id for the card")
     parser.add_argument("--dry-run", metavar="DIR", help="write the files that would be uploaded to DIR, push nothing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnzoo.hub import export_run, push_run
+
     if args.dry_run:
         folder = export_run(args.run, args.dry_run, repo_id=args.repo, weights=args.weights, license=args.license)
         print(f"wrote {', '.join(sorted(p.name for p in folder.iterdir()))} to {folder} (nothing pushed)")

@@ -22,20 +22,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="safetensors weights (e.g. runs/x/best.safetensors); "
                         "without it the model has random weights, as the figure titles say")
     parser.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist",),
-                        help="dataset: its test split (default: %(default)s)")
+                        help="dataset: its test split")
     parser.add_argument("--images", type=_positive, default=8,
-                        help="images to plot, classes taken in turn (default: %(default)s)")
+                        help="images to plot, classes taken in turn")
     parser.add_argument("--gate-images", type=_positive, default=1000,
-                        help="test images averaged in the per-class channel-gate plot (default: %(default)s)")
+                        help="test images averaged in the per-class channel-gate plot")
     parser.add_argument("--layers", help="comma-separated module names whose feature maps to show "
                         "(default: every stage, e.g. layer1,...,layer4)")
     parser.add_argument("--channels", type=_positive, default=8,
-                        help="feature-map channels shown per layer (default: %(default)s)")
+                        help="feature-map channels shown per layer")
     parser.add_argument("--img-size", type=_positive, help="input side in pixels (default: the checkpoint's "
                         "run recipe.yaml, else 28)")
     parser.add_argument("--resize", choices=("pad", "bilinear"), help="how 28 px images reach --img-size "
                         "(default: the checkpoint's run recipe.yaml, else pad)")
-    parser.add_argument("--out", default="viz", help="folder for the PNGs (default: %(default)s)")
+    parser.add_argument("--out", default="viz", help="folder for the PNGs")
     parser.set_defaults(func=run)
 
 

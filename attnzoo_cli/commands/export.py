@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--img-size", type=int, help="input side in pixels (default: the model's config)")
     parser.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (slower)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="largest accepted |onnxruntime - PyTorch| logit difference (default 1e-4)")
+                        help="largest accepted |onnxruntime - PyTorch| logit difference")
     parser.set_defaults(func=run)
 
 

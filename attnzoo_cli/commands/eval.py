@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from attnzoo.errors import CheckpointError
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -30,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnzoo.errors import CheckpointError
     from attnzoo.evaluate.evaluate import evaluate, format_table, write_rows
 
     if args.checkpoint and len(args.models) > 1:

@@ -14,14 +14,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "inference and training; median of interleaved rounds.")
     parser.add_argument("models", nargs="+", metavar="MODEL", help="attnzoo models, e.g. resnet50_se resnet50_cbam")
     parser.add_argument("--modes", default="eager,compiled,onnx,train,memory",
-                        help=f"comma-separated subset of: {MODE_HELP} (default: all)")
-    parser.add_argument("--infer-batch", type=int, default=8)
+                        help=f"comma-separated subset of: {MODE_HELP}")
+    parser.add_argument("--infer-batch", type=int, default=8, help="images per inference call")
     parser.add_argument("--infer-size", type=int, default=224, help="inference image side in pixels")
-    parser.add_argument("--train-batch", type=int, default=64)
+    parser.add_argument("--train-batch", type=int, default=64, help="images per training step")
     parser.add_argument("--train-size", type=int, default=64, help="training image side in pixels")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians are reported")
     parser.add_argument("--iters", type=int, default=3, help="calls per model per round")
-    parser.add_argument("--threads", type=int, help="torch and onnxruntime intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, help="torch and onnxruntime intra-op threads (default: torch's choice)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall-clock time, or process CPU time (steadier when other jobs share the cores; "
                         "use with --threads 1)")

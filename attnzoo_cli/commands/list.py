@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-import timm
-
-from attnzoo.attention import list_attentions
-from attnzoo.models.registry import INJECTED
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("list", help="list attnzoo models (timm names) and attention types")
+    parser = subparsers.add_parser(
+        "list", help="list attnzoo models (timm names) and attention types",
+        description="Print the model names attnzoo registers in timm's registry (what timm.create_model "
+        "accepts after `import attnzoo`), optionally filtered, or the attention types that inject() takes.")
     parser.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'resnet50_*'")
     parser.add_argument("--pretrained", action="store_true", help="only names with pretrained weights")
     parser.add_argument("--attentions", action="store_true", help="list attention types instead")
@@ -19,6 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import timm
+
+    from attnzoo.attention import list_attentions
+    from attnzoo.models.registry import INJECTED
+
     if args.attentions:
         print("\n".join(list_attentions()))
         return 0
