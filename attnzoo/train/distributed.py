@@ -45,6 +45,17 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world_size, local_rank, dev)
 
 
+def default_threads(info: DistInfo) -> int | None:
+    """Intra-op threads for a CPU process whose recipe leaves ``threads`` unset: an equal share of the
+    cores this process may use among the processes ``torchrun`` started on this machine, so that N processes
+    do not each spread over every core and wait on each other. ``None`` (torch's own choice, which honours
+    ``OMP_NUM_THREADS``) for a process alone or on a GPU."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local <= 1 or info.device.type != "cpu":
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // local)
+
+
 def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     """Element-wise sum of ``values`` over all processes (the values themselves when alone)."""
     if not info.distributed:

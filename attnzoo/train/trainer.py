@@ -32,7 +32,7 @@ from attnzoo.data import DataBundle, build_data
 from attnzoo.errors import AttnzooError, CheckpointError
 from attnzoo.models import build_model, load_state_dict_strict, model_config, read_weights, save_weights
 from attnzoo.train import checkpoint, run_folder
-from attnzoo.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from attnzoo.train.distributed import DistInfo, all_reduce_sum, barrier, default_threads, init_distributed, shutdown
 from attnzoo.train.recipe import Recipe, recipe_to_dict
 
 # Changing these between a run and its resume would break exactness, so resuming checks them.
@@ -101,14 +101,33 @@ def create_model(recipe: Recipe, data: DataBundle) -> nn.Module:
     return model
 
 
+def _wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
+    """``model`` under DDP with its gradients living in DDP's buckets from the first step on.
+
+    Fresh gradients take the strides autograd picks, which for 1x1 kernels under channels_last can differ
+    from the bucket's (every rank then warns "Grad strides do not match bucket view strides" and pays a
+    strided copy per step). Gradients that exist before DDP is built become views of its buckets, and
+    backward accumulates into them in place as long as the optimizer zeroes instead of freeing them.
+    """
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+
+
+# Warm-up takes at most this share of the run, so a run shortened with --set epochs=1 still decays.
+MAX_WARMUP_SHARE = 0.2
+
+
 def _create_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
     s = recipe.sched
     if s.name == "none":
         return None
+    warmup_epochs = min(s.warmup_epochs, MAX_WARMUP_SHARE * recipe.epochs)
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=s.name, num_epochs=recipe.epochs, decay_epochs=s.decay_epochs,
         decay_milestones=s.decay_milestones, cooldown_epochs=s.cooldown_epochs, patience_epochs=s.patience_epochs,
-        decay_rate=s.decay_rate, min_lr=s.min_lr, warmup_lr=s.warmup_lr, warmup_epochs=s.warmup_epochs,
+        decay_rate=s.decay_rate, min_lr=s.min_lr, warmup_lr=s.warmup_lr, warmup_epochs=warmup_epochs,
         plateau_mode="max", step_on_epochs=not s.per_step or s.name == "plateau",
         updates_per_epoch=steps_per_epoch,
     )
@@ -169,8 +188,9 @@ class Trainer:
         if resume is None and self.state_file.exists():
             raise CheckpointError(f"run folder {self.run_dir} already holds a run; continue it with --resume "
                                   f"{self.run_dir / 'last.safetensors'}, or choose another --set name=...")
-        if recipe.threads:
-            torch.set_num_threads(recipe.threads)
+        threads = recipe.threads or default_threads(info)
+        if threads:
+            torch.set_num_threads(threads)
         _seed_everything(recipe.seed)
         self.data = build_data(recipe, info.rank, info.world_size, info.device)
         self.model = create_model(recipe, self.data).to(info.device)
@@ -196,8 +216,7 @@ class Trainer:
             self._resume(resume)
         self.net: nn.Module = self.model
         if info.distributed:
-            ids = [info.device.index] if info.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = _wrap_ddp(self.model, info)
         self.scalars = run_folder.Scalars(self.run_dir) if info.is_main else None
 
     # -- state ------------------------------------------------------------------------------------------
@@ -271,7 +290,7 @@ class Trainer:
         bad = all_reduce_sum([0.0 if math.isfinite(value) else 1.0], info)[0]
         if bad:
             self._stop_non_finite(value if not math.isfinite(value) else float("nan"))
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not info.distributed)  # DDP: gradients stay in its buckets
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)

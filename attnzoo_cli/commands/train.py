@@ -14,10 +14,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "command runs DDP (gloo on CPU, NCCL on GPU); batch_size is the global batch.")
     parser.add_argument("recipe", nargs="?", help="recipe YAML (default with --resume: the run's recipe.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a recipe field, e.g. --set optim.lr=0.05 (value parsed as YAML; repeatable)")
+                        help="override a recipe field, e.g. --set optim.lr=0.05 (value parsed as YAML; "
+                        "repeatable); shorten a run with --set epochs=1 or --set max_steps=N (stop once the run "
+                        "has taken N optimizer steps in all)")
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument("--resume", metavar="CHECKPOINT",
-                        help="continue a run from runs/<name>/last.safetensors (its .state file sits beside it)")
+                        help="continue a run from runs/<name>/last.safetensors (its .state file sits beside it) "
+                        "to the end of its schedule; a max_steps that stopped it applies again only if given "
+                        "again with --set")
     parser.set_defaults(func=run)
 
 
@@ -25,12 +29,15 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import RecipeError
     from attnzoo.train import load_recipe, train
 
-    recipe_path = args.recipe
+    recipe_path, overrides = args.recipe, args.overrides
     if recipe_path is None:
         if not args.resume:
             raise RecipeError("give a recipe file (e.g. recipes/fashion_mnist/resnet18_cbam.yaml) or --resume")
         recipe_path = Path(args.resume).parent / "recipe.yaml"
-    recipe, path = load_recipe(recipe_path, args.overrides, args.seed)
+        # max_steps budgets one invocation (`--set max_steps=N` for a quick look), not the schedule: the
+        # run's saved copy carries it, and resuming with it would stop again at once.
+        overrides = ["max_steps=null", *overrides]
+    recipe, path = load_recipe(recipe_path, overrides, args.seed)
     summary = train(recipe, path, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{summary['name']}: {summary['status']} after {summary['epochs']} epochs, top-1 {summary['top1']}, "
