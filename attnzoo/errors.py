@@ -39,3 +39,7 @@ class CheckpointError(AttnzooError, ValueError):
 
 class HubError(AttnzooError, RuntimeError):
     """A Hub repository, revision or file that cannot be reached or used."""
+
+
+class ConvertError(AttnzooError, ValueError):
+    """A conversion that cannot apply: unknown source, an architecture the source lacks, an output in the way."""

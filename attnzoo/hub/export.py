@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import timm
 import torch
+from huggingface_hub import ModelCard
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import save_for_hf
 from torch import nn
@@ -132,10 +134,13 @@ def save_pretrained(
     repo_id: str,
     evidence: RunEvidence | None = None,
     license: str = "apache-2.0",
+    card: Callable[[dict[str, Any]], ModelCard] | None = None,
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` for ``repo_id`` into ``folder``.
 
-    The folder is exactly what a push uploads; inspect it before publishing.
+    The folder is exactly what a push uploads; inspect it before publishing. ``card`` builds the model
+    card from the written config.json instead of the run card, for weights that come from elsewhere
+    (``attnzoo convert`` records their provenance).
     """
     folder = Path(folder)
     record = model_config(model)
@@ -152,6 +157,9 @@ def save_pretrained(
     config.update(architecture=architecture, num_classes=record["num_classes"], model_args=model_args,
                   pretrained_cfg=pretrained_cfg, attnzoo=record)
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if card is not None:
+        card(config).save(folder / CARD_NAME)
+        return folder
 
     input_size = tuple(pretrained_cfg["input_size"])
     macs = count_macs(model, input_size)

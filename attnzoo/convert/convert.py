@@ -1,0 +1,107 @@
+"""``convert_checkpoint``: a third-party checkpoint -> an attnzoo Hub folder (safetensors, config, card)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import timm
+from torch import nn
+
+from attnzoo.convert.card import Provenance, render_convert_card
+from attnzoo.convert.reading import read_checkpoint, sha256_of
+from attnzoo.convert.registry import Source, get_source
+from attnzoo.errors import CheckpointError, ConvertError
+from attnzoo.hub.export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, save_pretrained
+from attnzoo.models.io import load_state_dict_strict
+
+OUTPUT_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+_BATCH_COUNTER = "num_batches_tracked"
+
+
+def convert_checkpoint(
+    source: str, architecture: str, src_file: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False
+) -> Path:
+    """Convert ``src_file``, a checkpoint of ``source``, into attnzoo's ``architecture``; write it to ``out_dir``.
+
+    ``out_dir`` then holds ``model.safetensors``, ``config.json`` (timm's Hub format) and ``README.md`` (a
+    card with the file's provenance), and ``timm.create_model(architecture, pretrained=True,
+    pretrained_cfg_overlay=dict(file=out_dir / "model.safetensors"))`` loads it. An existing non-empty
+    ``out_dir`` is refused unless ``force``, which replaces those three files and nothing else.
+    """
+    src = get_source(source)
+    if architecture not in src.architectures:
+        raise ConvertError(
+            f"source {src.name} provides {', '.join(src.architectures)}, not {architecture!r}; choose one of "
+            "those with --arch"
+        )
+    src_path, out = Path(src_file), Path(out_dir)
+    _check_output(out, src_path, force)
+    model = _converted_model(src, architecture, src_path)
+    model.pretrained_cfg = {**model.pretrained_cfg, **src.data_config, "license": src.license}
+    provenance = Provenance(file_name=src_path.name, sha256=sha256_of(src_path))
+    name = f"{architecture}.{src.tag}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_pretrained(
+            model, staging, repo_id=name, license=src.license,
+            card=lambda config: render_convert_card(src, architecture, provenance, config, name),
+        )
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _check_output(out: Path, src_path: Path, force: bool) -> None:
+    """Refuse an output that would lose data: a file, a non-empty folder without ``force``, or the source."""
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"--out {out} is a file; give a folder to write {', '.join(OUTPUT_FILES)} into")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConvertError(
+            f"--out {out} exists and is not empty; choose a new folder, or pass --force to replace "
+            f"{', '.join(OUTPUT_FILES)} in it (other files are kept)"
+        )
+    if src_path.exists() and src_path.resolve() in {(out / f).resolve() for f in OUTPUT_FILES}:
+        raise ConvertError(f"the source file {src_path} would be overwritten by the output; choose another --out")
+
+
+def _converted_model(src: Source, architecture: str, src_path: Path) -> nn.Module:
+    """``architecture`` holding the source file's weights, loaded strictly; mismatches name their keys."""
+    weights = src.weights_of(read_checkpoint(src_path), str(src_path))
+    model = timm.create_model(architecture, **src.model_kwargs(weights, str(src_path)))
+    state, unknown = src.to_attnzoo(weights, model)
+    guess = src.guess_architecture(weights)
+    hint = f"; the file looks like {guess}: use --arch {guess}" if guess and guess != architecture else ""
+    if unknown:
+        raise CheckpointError(
+            f"{src_path}: {len(unknown)} tensors have no place in {architecture} (e.g. {', '.join(unknown[:3])})"
+            + _unknown_hint(src, unknown, hint)
+        )
+    # BN batch counters only steer training momentum; files from PyTorch < 0.4.1 have none
+    own = model.state_dict()
+    state.update({k: v for k, v in own.items() if k.endswith(_BATCH_COUNTER) and k not in state})
+    try:
+        load_state_dict_strict(model, state, f"{src.name} checkpoint {src_path}")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{hint}") from None
+    return model.eval()
+
+
+def _unknown_hint(src: Source, unknown: list[str], arch_hint: str) -> str:
+    if any(key.startswith("bam") for key in unknown):
+        return "; it holds BAM modules, which no attnzoo architecture has (see docs/convert.md)"
+    return arch_hint or f"; is it a checkpoint of {src.repo_url}?"
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the staged files into ``out``: the whole folder if new, else file by file (each replace atomic)."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for name in OUTPUT_FILES:
+        os.replace(staging / name, out / name)
+
