@@ -40,28 +40,27 @@ def _published_lines(results: tuple[PublishedResult, ...]) -> list[str]:
 
 
 def render_convert_card(
-    source: Source, architecture: str, provenance: Provenance, config: dict[str, Any], name: str
+    source: Source,
+    architecture: str,
+    provenance: Provenance,
+    config: dict[str, Any],
+    name: str,
+    loading: list[str],
 ) -> ModelCard:
-    """README.md for weights converted from ``source`` into ``architecture`` (config.json already written)."""
+    """README.md for weights converted from ``source`` into ``architecture`` (config.json already written).
+
+    ``loading`` lists the timm calls (with ``folder`` standing for this folder) that were checked at
+    conversion to load the files back with the converted model's logits.
+    """
     num_classes = config["num_classes"]
     cfg = config["pretrained_cfg"]
-    loaded_by = (
-        f"stock timm rebuilds it from `config.json` (`{config['architecture']}` with `model_args`)"
-        if config["architecture"] != architecture
-        else "loading needs `import attnzoo` first"
-    )
-    overlay = "dict(file=f\"{folder}/model.safetensors\")"
-    extra = ""
-    if num_classes != 1000:
-        overlay = f"dict(file=f\"{{folder}}/model.safetensors\", num_classes={num_classes})"
-        extra = f", num_classes={num_classes}"
+    stock = config["architecture"] != architecture
     lines = [
         f"# {name}",
         "",
         f"attnzoo's `{architecture}` ({num_classes} classes) with weights converted by "
-        f"`attnzoo convert --from {source.name}` from a checkpoint of {source.title}. The mapping is exact "
-        "(same logits as the source model, checked by attnzoo's tests against a re-implementation of the "
-        f"source's model code); {loaded_by}.",
+        f"`attnzoo convert --from {source.name}` from a checkpoint of {source.title}. The mapping is exact: "
+        "attnzoo's tests check equal logits against a re-implementation of the source's model code.",
         "",
         "## Provenance",
         "",
@@ -85,14 +84,16 @@ def render_convert_card(
         "",
         "## Usage",
         "",
+        "Each of these calls was checked at conversion to give the converted model's logits"
+        + (" (config.json lets stock timm build the model: attnzoo is needed only for the name)." if stock
+           else "; they need `import attnzoo` first."),
+        "",
         "```python",
         "import attnzoo  # registers attnzoo's architectures in timm",
         "import timm",
         "",
-        "folder = \"path/to/this/folder\"",
-        f"model = timm.create_model(\"{architecture}\", pretrained=True{extra},",
-        f"                          pretrained_cfg_overlay={overlay}).eval()",
-        "model = timm.create_model(f\"local-dir:{folder}\", pretrained=True)  # the same, from config.json",
+        'folder = "path/to/this/folder"',
+        *(f"model = {call}" for call in loading),
         "```",
         "",
     ]

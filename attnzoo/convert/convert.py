@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import timm
+import torch
 from torch import nn
 
 from attnzoo.convert.card import Provenance, render_convert_card
@@ -48,12 +49,51 @@ def convert_checkpoint(
     try:
         save_pretrained(
             model, staging, repo_id=name, license=src.license,
-            card=lambda config: render_convert_card(src, architecture, provenance, config, name),
+            card=lambda config: render_convert_card(
+                src, architecture, provenance, config, name, _loading_calls(architecture, staging, model)
+            ),
         )
         _publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _loading_calls(architecture: str, folder: Path, model: nn.Module) -> list[str]:
+    """The timm calls that load ``folder`` back with ``model``'s logits, as code for the card.
+
+    ``local-dir:`` must work (else the written files are wrong, and nothing is published); the call by
+    attnzoo's name is listed only if that name's default pretrained config fits these weights.
+    """
+    weights = folder / WEIGHTS_NAME
+    n = model.num_classes
+    classes = "" if n == 1000 else f", num_classes={n}"  # a head of another size must be asked for
+    calls = {
+        'timm.create_model(f"local-dir:{folder}", pretrained=True)': (f"local-dir:{folder}", {}),
+        f'timm.create_model("{architecture}", pretrained=True{classes},\n'
+        f'                          pretrained_cfg_overlay=dict(file=f"{{folder}}/model.safetensors"{classes}))': (
+            architecture, dict(num_classes=n, pretrained_cfg_overlay=dict(file=str(weights), num_classes=n))),
+    }
+    size = tuple(model.pretrained_cfg["input_size"])
+    x = torch.randn(1, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(x)
+    working = []
+    for call, (name, kwargs) in calls.items():
+        try:
+            with torch.no_grad():
+                same = torch.allclose(timm.create_model(name, pretrained=True, **kwargs).eval()(x), expected,
+                                      rtol=1e-5, atol=1e-5)
+        except Exception:  # noqa: BLE001 - a call that fails in any way is not offered on the card
+            same = False
+        if same:
+            working.append(call)
+    if not working or not working[0].startswith('timm.create_model(f"local-dir:'):
+        raise ConvertError(
+            f"the converted {architecture} does not load back from {folder} with the same logits; nothing "
+            "was written: please report this with the source file's name"
+        )
+    return working
 
 
 def _check_output(out: Path, src_path: Path, force: bool) -> None:
