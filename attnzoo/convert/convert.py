@@ -13,7 +13,7 @@ from torch import nn
 
 from attnzoo.convert.card import Provenance, render_convert_card
 from attnzoo.convert.reading import read_checkpoint, sha256_of
-from attnzoo.convert.registry import Source, get_source
+from attnzoo.convert.registry import Source, get_source, list_sources
 from attnzoo.errors import CheckpointError, ConvertError
 from attnzoo.hub.export import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, save_pretrained
 from attnzoo.models.io import load_state_dict_strict
@@ -114,12 +114,10 @@ def _converted_model(src: Source, architecture: str, src_path: Path) -> nn.Modul
     weights = src.weights_of(read_checkpoint(src_path), str(src_path))
     model = timm.create_model(architecture, **src.model_kwargs(weights, str(src_path)))
     state, unknown = src.to_attnzoo(weights, model)
-    guess = src.guess_architecture(weights)
-    hint = f"; the file looks like {guess}: use --arch {guess}" if guess and guess != architecture else ""
     if unknown:
         raise CheckpointError(
-            f"{src_path}: {len(unknown)} tensors have no place in {architecture} (e.g. {', '.join(unknown[:3])})"
-            + _unknown_hint(src, unknown, hint)
+            f"{src_path}: {len(unknown)} tensors are not {src.name}'s (e.g. {', '.join(unknown[:3])})"
+            + _unknown_hint(src, unknown)
         )
     # BN batch counters only steer training momentum; files from PyTorch < 0.4.1 have none
     own = model.state_dict()
@@ -127,14 +125,16 @@ def _converted_model(src: Source, architecture: str, src_path: Path) -> nn.Modul
     try:
         load_state_dict_strict(model, state, f"{src.name} checkpoint {src_path}")
     except CheckpointError as err:
+        guess = src.guess_architecture(weights)
+        hint = f"; the file looks like {guess}: use --arch {guess}" if guess and guess != architecture else ""
         raise CheckpointError(f"{err}{hint}") from None
     return model.eval()
 
 
-def _unknown_hint(src: Source, unknown: list[str], arch_hint: str) -> str:
+def _unknown_hint(src: Source, unknown: list[str]) -> str:
     if any(key.startswith("bam") for key in unknown):
         return "; it holds BAM modules, which no attnzoo architecture has (see docs/convert.md)"
-    return arch_hint or f"; is it a checkpoint of {src.repo_url}?"
+    return f"; is it a checkpoint of {src.repo_url}? Known sources: {', '.join(list_sources())}"
 
 
 def _publish(staging: Path, out: Path) -> None:

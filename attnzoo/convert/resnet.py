@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from attnzoo.convert.reading import strip_data_parallel, tensors_only
-from attnzoo.convert.registry import Source
+from attnzoo.convert.registry import Source, list_sources
 from attnzoo.errors import CheckpointError
 
 _BACKBONE_KEY = re.compile(
@@ -77,6 +77,12 @@ class ResNetSource(Source):
     attention: str
 
     def weights_of(self, checkpoint: dict[str, Any], source: str) -> dict[str, torch.Tensor]:
+        if isinstance(checkpoint.get("state_dict"), Mapping):
+            raise CheckpointError(
+                f"{source} is a training checkpoint (entries {', '.join(map(repr, checkpoint))}), not the plain "
+                f"state dict {self.name} saves; choose the --from of the code base that wrote it "
+                f"(known: {', '.join(list_sources())})"
+            )
         return strip_data_parallel(tensors_only(checkpoint, source))
 
     def model_kwargs(self, weights: Mapping[str, torch.Tensor], source: str) -> dict[str, Any]:

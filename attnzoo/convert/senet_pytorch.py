@@ -67,11 +67,13 @@ class SenetPytorch(ResNetSource):
         self, block: str, name: str, value: torch.Tensor, target: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor] | None:
         fc = _FC.get(name)
-        weight = f"{block}{fc}.weight"
-        if fc is None or weight not in target:
+        if fc is None:
             return None
-        value = _zero_pad(value[..., None, None] if value.ndim == 2 else value, target[weight].shape)
-        return {weight: value, f"{block}{fc}.bias": torch.zeros_like(target[f"{block}{fc}.bias"])}
+        weight, bias = f"{block}{fc}.weight", f"{block}{fc}.bias"
+        value = value[..., None, None] if value.ndim == 2 else value
+        if weight not in target:  # a block the chosen architecture lacks: the strict load names it
+            return {weight: value, bias: value.new_zeros(value.shape[0])}
+        return {weight: _zero_pad(value, target[weight].shape), bias: torch.zeros_like(target[bias])}
 
 
 register_source(SenetPytorch())
