@@ -71,7 +71,8 @@ def tensors_only(weights: Any, source: str) -> dict[str, torch.Tensor]:
             flat[str(key)] = value
         else:
             raise CheckpointError(
-                f"{source}: entry {key!r} is of type {type(value).__name__}, not a tensor; only weights can be converted"
+                f"{source}: entry {key!r} is of type {type(value).__name__}, not a tensor; only weights can be "
+                "converted"
             )
     if not flat:
         raise CheckpointError(f"{source}: holds no tensors; is it a checkpoint of a model?")

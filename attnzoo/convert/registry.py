@@ -1,12 +1,15 @@
 """Checkpoint sources that ``attnzoo convert`` reads, by name.
 
 A source is a third-party code base whose checkpoints map exactly onto attnzoo architectures. Each one is
-a :class:`Source` subclass in its own module, registered with :func:`register_source`; third parties add
-their own the same way, and ``attnzoo convert --from NAME`` finds it.
+a :class:`Source` subclass in its own module, registered with :func:`register_source`. A package adds its
+own the same way and names the module in the ``attnzoo.convert_sources`` entry point group, so that
+``attnzoo convert --from NAME`` finds it without an import.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,7 +67,9 @@ class Source(ABC):
         """timm model arguments the weights imply (e.g. ``num_classes`` from the classifier)."""
 
     @abstractmethod
-    def to_attnzoo(self, weights: Mapping[str, torch.Tensor], model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
+    def to_attnzoo(
+        self, weights: Mapping[str, torch.Tensor], model: nn.Module
+    ) -> tuple[dict[str, torch.Tensor], list[str]]:
         """``(state_dict for model, source keys the mapping does not know)``."""
 
     def guess_architecture(self, weights: Mapping[str, torch.Tensor]) -> str | None:
@@ -73,6 +78,14 @@ class Source(ABC):
 
 
 _SOURCES: dict[str, Source] = {}
+ENTRY_POINT_GROUP = "attnzoo.convert_sources"
+
+
+@functools.cache
+def _load_plugins() -> None:
+    """Import the modules that installed packages name in :data:`ENTRY_POINT_GROUP` (they register)."""
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry_point.load()
 
 
 def register_source(source: Source) -> Source:
@@ -83,11 +96,13 @@ def register_source(source: Source) -> Source:
 
 def list_sources() -> list[str]:
     """Names of the registered sources."""
+    _load_plugins()
     return sorted(_SOURCES)
 
 
 def get_source(name: str) -> Source:
     """The registered source ``name``; :class:`ConvertError` naming the known ones otherwise."""
+    _load_plugins()
     if name not in _SOURCES:
         raise ConvertError(f"unknown source {name!r}; known sources: {', '.join(list_sources())}")
     return _SOURCES[name]
