@@ -28,9 +28,11 @@ def convert_checkpoint(
     """Convert ``src_file``, a checkpoint of ``source``, into attnzoo's ``architecture``; write it to ``out_dir``.
 
     ``out_dir`` then holds ``model.safetensors``, ``config.json`` (timm's Hub format) and ``README.md`` (a
-    card with the file's provenance), and ``timm.create_model(architecture, pretrained=True,
-    pretrained_cfg_overlay=dict(file=out_dir / "model.safetensors"))`` loads it. An existing non-empty
-    ``out_dir`` is refused unless ``force``, which replaces those three files and nothing else.
+    card with the file's provenance). ``timm.create_model(f"local-dir:{out_dir}", pretrained=True)`` loads it,
+    and so does ``timm.create_model(architecture, pretrained=True, pretrained_cfg_overlay=dict(file=...))``
+    where the name's default pretrained config describes ImageNet-shaped weights; both are checked before
+    anything is written, and the card lists those that passed. An existing non-empty ``out_dir`` is refused
+    unless ``force``, which replaces those three files and nothing else.
     """
     src = get_source(source)
     if architecture not in src.architectures:
