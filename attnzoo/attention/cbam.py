@@ -14,7 +14,7 @@ from timm.layers import ConvNormAct, create_act_layer
 from torch import nn
 
 from attnzoo.attention.fused import ChannelPool, channel_then_spatial_gate, may_gate_in_place, spatial_mean, weighted_channel_mean
-from attnzoo.attention.identity import zero_
+from attnzoo.attention.identity import gate_for, zero_
 from attnzoo.attention.registry import register_attention
 from attnzoo.attention.se import ChannelExcitation
 
@@ -50,17 +50,25 @@ class CbamChannel(ChannelExcitation):
 
 @register_attention("cbam_spatial")
 class CbamSpatial(nn.Module):
-    """CBAM's spatial gate alone (``channels`` is accepted for a uniform constructor and unused)."""
+    """CBAM's spatial gate alone (``channels`` is accepted for a uniform constructor and unused).
+
+    ``gate_init="identity"``: the gate is ``2 * sigmoid`` with the BN's affine zeroed, exactly 1 at step 0.
+    """
 
     def __init__(
         self,
         channels: int | None = None,
         kernel_size: int = 7,
         gate_layer: type[nn.Module] | str = "sigmoid",
+        gate_init: str = "half",
     ) -> None:
         super().__init__()
         self.conv = ConvNormAct(2, 1, kernel_size, apply_act=False)
-        self.gate = create_act_layer(gate_layer)
+        scaled = gate_for(gate_init, gate_layer)
+        self.gate = scaled if scaled is not None else create_act_layer(gate_layer)
+        self.identity_gain = 0.5 if scaled is None else 1.0
+        if scaled is not None:
+            zero_(self.conv.bn)
 
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
@@ -81,14 +89,16 @@ class CbamSpatial(nn.Module):
         return self.gate(self.conv(maps))
 
     def init_identity(self) -> float:
-        """Zero the BN's affine so the map is 0 (and the conv still gets gradient once it moves)."""
+        """Zero the BN's affine so the map is 0 (and the conv still gets gradient once it moves); the gate
+        is then 0.5, or 1 with ``gate_init="identity"``."""
         zero_(self.conv.bn)
-        return 0.5
+        return self.identity_gain
 
 
 @register_attention("cbam")
 class Cbam(nn.Module):
-    """Channel gate, then spatial gate (the paper's best order)."""
+    """Channel gate, then spatial gate (the paper's best order). ``gate_init="identity"`` starts both gates
+    at exactly 1 (see :class:`CbamChannel`, :class:`CbamSpatial`)."""
 
     def __init__(
         self,
@@ -99,10 +109,11 @@ class Cbam(nn.Module):
         spatial_kernel_size: int = 7,
         act_layer: type[nn.Module] | str = nn.ReLU,
         gate_layer: type[nn.Module] | str = "sigmoid",
+        gate_init: str = "half",
     ) -> None:
         super().__init__()
-        self.channel = CbamChannel(channels, rd_ratio, rd_channels, rd_divisor, act_layer, gate_layer)
-        self.spatial = CbamSpatial(channels, spatial_kernel_size, gate_layer)
+        self.channel = CbamChannel(channels, rd_ratio, rd_channels, rd_divisor, act_layer, gate_layer, gate_init)
+        self.spatial = CbamSpatial(channels, spatial_kernel_size, gate_layer, gate_init)
 
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 

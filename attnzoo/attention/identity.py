@@ -10,7 +10,12 @@ original function at step 0, and after training it is exactly the paper's archit
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+from attnzoo.errors import SurgeryError
+
+GATE_INITS = ("half", "identity")
 
 
 def zero_(*modules: nn.Module | None) -> None:
@@ -27,3 +32,31 @@ def init_identity(attention: nn.Module) -> float:
     if init is None:
         raise NotImplementedError(f"{type(attention).__name__} has no init_identity()")
     return init()
+
+
+class ScaledSigmoid(nn.Module):
+    """``2 * sigmoid(x)``: a gate in (0, 2) that is exactly 1 where its input is 0.
+
+    The gate of ``gate_init="identity"``: with the excitation's last layer zeroed it passes every feature
+    unchanged at step 0, where the paper's sigmoid (0.5 at 0) halves them; training can still move it
+    both ways.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * 2.0
+
+
+def gate_for(gate_init: str, gate_layer: object) -> nn.Module | None:
+    """The gate module that ``gate_init`` asks for, or None for the module's own ``gate_layer``.
+
+    ``"half"`` (the paper's form) keeps ``gate_layer``; ``"identity"`` replaces the sigmoid by
+    :class:`ScaledSigmoid`, so the caller zeroes the layer before the gate and the gate starts at exactly 1.
+    """
+    if gate_init not in GATE_INITS:
+        raise SurgeryError(f"attention kwarg gate_init: {gate_init!r} is not one of {', '.join(GATE_INITS)}")
+    if gate_init == "half":
+        return None
+    if gate_layer != "sigmoid":
+        raise SurgeryError(f"attention kwarg gate_init='identity' scales a sigmoid gate; it cannot combine with "
+                           f"gate_layer={gate_layer!r}, drop one of the two")
+    return ScaledSigmoid()

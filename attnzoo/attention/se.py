@@ -12,7 +12,7 @@ from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
 from attnzoo.attention.fused import MeanGated, may_gate_in_place
-from attnzoo.attention.identity import zero_
+from attnzoo.attention.identity import gate_for, zero_
 from attnzoo.attention.registry import register_attention
 
 
@@ -25,6 +25,9 @@ class ChannelExcitation(nn.Module):
     """The excitation MLP that SE and CBAM's channel gate share: 1x1 conv - act - 1x1 conv, both with bias,
     then the gate. Subclasses decide how the input is pooled, and round the bottleneck width to multiples
     of their ``default_rd_divisor`` unless ``rd_divisor`` is given.
+
+    ``gate_init="identity"`` makes the gate ``2 * sigmoid`` with ``fc2`` zeroed, so it is exactly 1 at step 0
+    instead of the paper's 0.5 (docs/training.md, "Gate initialisation").
     """
 
     default_rd_divisor = 1
@@ -38,18 +41,24 @@ class ChannelExcitation(nn.Module):
         rd_divisor: int | None = None,
         act_layer: type[nn.Module] | str = nn.ReLU,
         gate_layer: type[nn.Module] | str = "sigmoid",
+        gate_init: str = "half",
     ) -> None:
         super().__init__()
         rd = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor or self.default_rd_divisor)
         self.fc1 = nn.Conv2d(channels, rd, kernel_size=1, bias=True)
         self.act = create_act_layer(act_layer, inplace=True)
         self.fc2 = nn.Conv2d(rd, channels, kernel_size=1, bias=True)
-        self.gate = create_act_layer(gate_layer)
+        scaled = gate_for(gate_init, gate_layer)
+        self.gate = scaled if scaled is not None else create_act_layer(gate_layer)
+        self.identity_gain = 0.5 if scaled is None else 1.0
+        if scaled is not None:
+            zero_(self.fc2)
 
     def init_identity(self) -> float:
-        """Zero the MLP's output layer so the gate is sigmoid(0) = 0.5 everywhere."""
+        """Zero the MLP's output layer so the gate is constant: sigmoid(0) = 0.5, or 1 with
+        ``gate_init="identity"`` (then there is nothing to compensate)."""
         zero_(self.fc2)
-        return 0.5
+        return self.identity_gain
 
 
 @register_attention("se")

@@ -34,6 +34,8 @@ class DataBundle:
     img_size: int
     num_train: int
     num_val: int
+    test: Batches | None = None  # the held-out split reported at the end, if the recipe names one
+    num_test: int = 0
 
 
 class LoaderBatches:
@@ -69,16 +71,31 @@ def _fashion_mnist(recipe: Any, per_rank: int, eval_per_rank: int, rank: int, wo
         raise RecipeError(f"recipe field data.img_size: {size} is smaller than the images (28); "
                           "use data.resize=bilinear to shrink")
     splits = {}
-    for split in (data.train_split, data.val_split):
+    for split in filter(None, (data.train_split, data.val_split, data.test_split)):
         images, labels = fashion_mnist.load_fashion_mnist(split, data.root, data.download)
         splits[split] = (resize_images(images.unsqueeze(1), size, data.resize), labels)
     common = dict(mean=fashion_mnist.MEAN, std=fashion_mnist.STD, seed=recipe.seed, rank=rank, world_size=world,
                   device=device)
-    train = TensorBatches(*splits[data.train_split], per_rank, train=True, crop_padding=aug.crop_padding,
+    images, labels = splits[data.train_split]
+    if data.train_subset is not None:
+        images, labels = _subset(images, labels, data.train_subset)
+    train = TensorBatches(images, labels, per_rank, train=True, crop_padding=aug.crop_padding,
                           hflip=aug.hflip, re_prob=aug.re_prob, **common)
     val = TensorBatches(*splits[data.val_split], eval_per_rank, train=False, **common)
+    test = (TensorBatches(*splits[data.test_split], eval_per_rank, train=False, **common)
+            if data.test_split else None)
     return DataBundle(train, val, num_classes=10, in_chans=1, img_size=size, num_train=train.num_samples,
-                      num_val=val.num_samples)
+                      num_val=val.num_samples, test=test, num_test=test.num_samples if test else 0)
+
+
+def _subset(images: torch.Tensor, labels: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed stratified subset of about ``count`` images (the same for every seed, so that runs on a
+    short track differ only by their seed's initialisation and batch order)."""
+    if count > len(labels):
+        raise RecipeError(f"recipe field data.train_subset: {count} exceeds the {len(labels)} training images; "
+                          "lower it or set null")
+    keep = fashion_mnist.stratified_subset(labels, count / len(labels), fashion_mnist.VAL_SEED + 1)
+    return images[keep], labels[keep]
 
 
 def _num_classes(dataset: Any) -> int | None:
@@ -97,15 +114,17 @@ def _timm_dataset(recipe: Any, per_rank: int, eval_per_rank: int, rank: int, wor
     in_chans = recipe.model.in_chans or 3
     mean, std = IMAGENET_DEFAULT_MEAN[:in_chans], IMAGENET_DEFAULT_STD[:in_chans]
     sets = {}
-    for split, train in ((data.train_split, True), (data.val_split, False)):
+    for split, train in ((data.train_split, True), (data.val_split, False), (data.test_split, None)):
+        if split is None:
+            continue
         try:
-            dataset = create_dataset(name, root=data.root, split=split, is_training=train, download=data.download,
+            dataset = create_dataset(name, root=data.root, split=split, is_training=bool(train), download=data.download,
                                      batch_size=per_rank, input_img_mode="L" if in_chans == 1 else "RGB")
         except (FileNotFoundError, RuntimeError, AssertionError) as err:
             raise DatasetNotFoundError(f"dataset {data.dataset!r} split {split!r} under {data.root}: {err}; "
                                        "check data.root and data.train_split/val_split") from None
         dataset.transform = create_transform(
-            size, is_training=train, scale=tuple(aug.scale), hflip=aug.hflip, auto_augment=aug.auto_augment,
+            size, is_training=bool(train), scale=tuple(aug.scale), hflip=aug.hflip, auto_augment=aug.auto_augment,
             color_jitter=aug.color_jitter or 0.0, re_prob=aug.re_prob if train else 0.0, mean=mean, std=std,
         )
         sets[train] = dataset
@@ -114,10 +133,13 @@ def _timm_dataset(recipe: Any, per_rank: int, eval_per_rank: int, rank: int, wor
         raise RecipeError(f"recipe field model.num_classes: dataset {data.dataset!r} does not say how many "
                           "classes it has; set model.num_classes")
     common = dict(seed=recipe.seed, rank=rank, world_size=world, workers=data.workers)
+    test = sets.get(None)
     return DataBundle(LoaderBatches(sets[True], per_rank, train=True, **common),
                       LoaderBatches(sets[False], eval_per_rank, train=False, **common),
                       num_classes=num_classes, in_chans=in_chans, img_size=size,
-                      num_train=len(sets[True]), num_val=len(sets[False]))
+                      num_train=len(sets[True]), num_val=len(sets[False]),
+                      test=LoaderBatches(test, eval_per_rank, train=False, **common) if test is not None else None,
+                      num_test=len(test) if test is not None else 0)
 
 
 def build_data(recipe: Any, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu") -> DataBundle:

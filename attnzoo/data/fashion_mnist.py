@@ -1,5 +1,10 @@
 """Fashion-MNIST from the original IDX files (Debian's ``dataset-fashion-mnist`` installs them), falling back
-to torchvision's downloader when asked to."""
+to torchvision's downloader when asked to.
+
+Splits: the 60,000 official training images are divided once, by a seed fixed here, into ``val`` (5,000
+images, 500 per class) and ``train`` (the other 55,000); ``trainval`` is all 60,000 and ``test`` the 10,000
+official test images. Selection (best checkpoint, recipe choices) uses ``val``; ``test`` is only reported.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,31 @@ from attnzoo.errors import DatasetNotFoundError
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 MEAN, STD = (0.2860,), (0.3530,)
 _FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "trainval": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+SPLITS = ("train", "val", "trainval", "test")
+VAL_FRACTION = 1 / 12  # of each class: 500 of the 6,000 training images per class
+VAL_SEED = 20260101  # fixed forever: changing it changes every number selected on val
+
+
+def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of ``round(fraction * n_c)`` images of each class ``c`` (at least one of any class with
+    two or more), drawn by ``seed``: the same indices on every machine and every run."""
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == label).flatten()
+        take = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        chosen.append(members[torch.randperm(len(members), generator=gen)[:take]])
+    return torch.cat(chosen).sort().values
+
+
+def validation_mask(labels: torch.Tensor) -> torch.Tensor:
+    """True for the ``val`` images among the official training images (one twelfth of each class)."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    mask[stratified_subset(labels, VAL_FRACTION, VAL_SEED)] = True
+    return mask
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -48,19 +75,23 @@ def _find(root: Path, stem: str) -> Path | None:
 def load_fashion_mnist(
     split: str, root: str | os.PathLike | None = None, download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``split`` ("train" or "test") as uint8 images (N, 28, 28) and int64 labels (N,).
+    """``split`` (one of :data:`SPLITS`) as uint8 images (N, 28, 28) and int64 labels (N,).
 
     Looks in ``root`` (default ``$ATTNZOO_FASHION_MNIST`` or the Debian package's folder); with
     ``download`` it lets torchvision fetch the files into ``root`` when they are not there.
     """
-    if split not in _FILES:
-        raise DatasetNotFoundError(f"Fashion-MNIST has no split {split!r}; use 'train' or 'test'")
+    if split not in SPLITS:
+        raise DatasetNotFoundError(f"Fashion-MNIST has no split {split!r}; use one of {', '.join(SPLITS)}")
+    if split in ("train", "val"):
+        images, labels = load_fashion_mnist("trainval", root, download)
+        keep = validation_mask(labels) == (split == "val")
+        return images[keep], labels[keep]
     root = Path(root or os.environ.get("ATTNZOO_FASHION_MNIST", FASHION_MNIST_ROOT))
     paths = [_find(root, stem) for stem in _FILES[split]]
     if None in paths and download:
         import torchvision
 
-        torchvision.datasets.FashionMNIST(str(root), train=split == "train", download=True)
+        torchvision.datasets.FashionMNIST(str(root), train=split == "trainval", download=True)
         paths = [_find(root, stem) for stem in _FILES[split]]
     if None in paths:
         raise DatasetNotFoundError(

@@ -49,7 +49,9 @@ class DataSection:
     img_size: int | None = None  # default: the dataset's native size
     resize: Literal["pad", "bilinear"] = "pad"  # how in-memory datasets reach img_size
     train_split: str = "train"
-    val_split: str = "test"
+    val_split: str = "val"  # selects the best checkpoint; never the split that is reported as test
+    test_split: str | None = None  # evaluated once at the end (final and best weights), never for selection
+    train_subset: int | None = None  # train on a fixed stratified subset of this many images (fashion-mnist)
     download: bool = False
     workers: int = 2  # DataLoader workers for folder/timm datasets (in-memory data uses none)
 
@@ -186,6 +188,12 @@ def check_paths(recipe: Recipe) -> None:
     if init and not init.startswith("hf-hub:") and not Path(init).is_file():
         raise RecipeError(f"recipe field model.init: {init} is not a file; give a .safetensors path or "
                           "hf-hub:org/repo")
+    if data.test_split is not None and data.test_split in (data.train_split, data.val_split):
+        raise RecipeError(f"recipe field data.test_split: {data.test_split!r} is also the train or val split; "
+                          "the test split must be held out of training and selection")
+    if data.train_subset is not None and (data.train_subset < 1 or data.dataset != "fashion-mnist"):
+        raise RecipeError(f"recipe field data.train_subset: {data.train_subset} must be >= 1 and needs "
+                          "data.dataset fashion-mnist; remove it or set null")
     if recipe.epochs < 1 or recipe.batch_size < 1:
         bad = "epochs" if recipe.epochs < 1 else "batch_size"
         raise RecipeError(f"recipe field {bad}: must be >= 1, got {getattr(recipe, bad)}")

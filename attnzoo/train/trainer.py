@@ -35,9 +35,10 @@ from attnzoo.train import checkpoint, run_folder
 from attnzoo.train.distributed import DistInfo, all_reduce_sum, barrier, default_threads, init_distributed, shutdown
 from attnzoo.train.recipe import Recipe, recipe_to_dict
 
-# Changing these between a run and its resume would break exactness, so resuming checks them.
+# Changing these between a run and its resume would break exactness or the schedule (``epochs`` sizes the
+# lr schedule), so resuming checks them.
 _RESUME_INVARIANT = ("model", "data", "aug", "optim", "sched", "ema", "mixup", "batch_size", "seed", "amp",
-                     "label_smoothing")
+                     "label_smoothing", "epochs")
 
 
 class NonFiniteLossError(AttnzooError, FloatingPointError):
@@ -55,6 +56,7 @@ class Progress:
     train_time_s: float = 0.0
     cpu_time_s: float = 0.0  # this process's CPU time; with threads=1, what a dedicated core would take
     history: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)  # end-of-run evaluations (the test split)
     meters: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0, "count": 0.0})
 
 
@@ -157,11 +159,13 @@ def _autocast(recipe: Recipe, device: torch.device) -> contextlib.AbstractContex
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataBundle, recipe: Recipe, info: DistInfo) -> dict[str, float]:
-    """Loss, top-1 and top-5 (%) over the whole validation split, summed across processes."""
+def evaluate(model: nn.Module, data: DataBundle, recipe: Recipe, info: DistInfo,
+             split: str = "val") -> dict[str, float]:
+    """Loss, top-1 and top-5 (%) over the whole ``split`` ("val" or "test"), summed across processes; keys
+    are prefixed with the split's role."""
     model.eval()
     totals = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1 correct, top-5 correct, count
-    for x, y in data.val.batches():
+    for x, y in getattr(data, split).batches():
         x = x.to(info.device, non_blocking=True)
         if recipe.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -175,7 +179,7 @@ def evaluate(model: nn.Module, data: DataBundle, recipe: Recipe, info: DistInfo)
                                top5.item() * n / 100, n)):
             totals[i] += v
     loss, c1, c5, count = all_reduce_sum(totals, info)
-    return {"val_loss": loss / count, "val_top1": 100 * c1 / count, "val_top5": 100 * c5 / count}
+    return {f"{split}_loss": loss / count, f"{split}_top1": 100 * c1 / count, f"{split}_top5": 100 * c5 / count}
 
 
 class Trainer:
@@ -201,7 +205,7 @@ class Trainer:
             raise AttnzooError(f"batch_size {recipe.batch_size} exceeds the {self.data.num_train} training "
                                "images; lower batch_size")
         o = recipe.optim
-        extra = {"nesterov": True} if o.nesterov and o.name == "sgd" else {}
+        extra = {"nesterov": o.nesterov} if o.name == "sgd" else {}  # timm's sgd would default to True
         self.optimizer = create_optimizer_v2(self.model, opt=o.name, lr=o.lr, weight_decay=o.weight_decay,
                                              momentum=o.momentum, filter_bias_and_bn=o.filter_bias_and_bn, **extra)
         self.scheduler = _create_scheduler(recipe, self.optimizer, self.steps_per_epoch)
@@ -225,10 +229,12 @@ class Trainer:
         tensors, header = checkpoint.load_state(path)
         saved = header.get("recipe", {})
         current = recipe_to_dict(self.recipe)
-        changed = [k for k in _RESUME_INVARIANT if k in saved and saved[k] != current[k]]
+        changed = [k for k in _RESUME_INVARIANT if saved.get(k) != current[k]]
         if changed:
-            raise CheckpointError(f"recipe section {changed[0]} differs from the run being resumed "
-                                  f"({checkpoint.state_path_for(path)}); resume with the run's own recipe.yaml")
+            raise CheckpointError(f"recipe field {changed[0]} differs from the run being resumed "
+                                  f"({checkpoint.state_path_for(path)}: {saved.get(changed[0])!r}, now "
+                                  f"{current[changed[0]]!r}); resume with the run's own recipe.yaml, or start a "
+                                  "new run (--set name=...) for another schedule")
         checkpoint.restore(tensors, header, model=self.model, optimizer=self.optimizer,
                            ema=self.ema.module if self.ema else None)
         if self.scheduler is not None and header.get("scheduler") is not None:
@@ -394,12 +400,28 @@ class Trainer:
                     self._log_epoch(row)
                 if recipe.max_steps is not None and p.global_step >= recipe.max_steps:
                     break
+            if p.epoch >= recipe.epochs and self.data.test is not None and "test" not in p.final:
+                p.final["test"] = self._test_metrics()
             summary = self._write_summary("complete" if p.epoch >= recipe.epochs else "stopped")
             barrier(info)
         finally:
             if self.scalars is not None:
                 self.scalars.close()
         return summary
+
+    def _test_metrics(self) -> dict[str, Any]:
+        """The test split on the final weights and, when another epoch scored best on val, on those."""
+        final = evaluate(self._eval_model(), self.data, self.recipe, self.info, split="test")
+        history = self.progress.history
+        best_epoch = max(history, key=lambda row: row["val_top1"])["epoch"]  # first of ties, as best.safetensors
+        best = final
+        if best_epoch != history[-1]["epoch"]:
+            barrier(self.info)  # rank 0 wrote best.safetensors
+            weights, _ = read_weights(self.run_dir / "best.safetensors")
+            model = create_model(self.recipe, self.data).to(self.info.device)
+            load_state_dict_strict(model, weights, "best.safetensors")
+            best = evaluate(model, self.data, self.recipe, self.info, split="test")
+        return {"final": final, "best": best, "best_epoch": best_epoch}
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
         if row.pop("improved"):
@@ -427,9 +449,14 @@ class Trainer:
             "num_classes": self.data.num_classes,
             "img_size": self.data.img_size,
             "epochs": p.epoch,
-            "top1": last.get("val_top1"),
+            "splits": {"train": recipe.data.train_split, "val": recipe.data.val_split,
+                       "test": recipe.data.test_split, "num_train": self.data.num_train,
+                       "num_val": self.data.num_val, "num_test": self.data.num_test},
+            "selection": "val",  # best.safetensors: the epoch with the highest val top-1
+            "top1": last.get("val_top1"),  # val split, final weights
             "top5": last.get("val_top5"),
-            "best_top1": p.best_top1 if p.history else None,
+            "best_top1": p.best_top1 if p.history else None,  # val split, best epoch
+            **_test_fields(p.final.get("test")),
             "train_time_s": round(p.train_time_s, 1),
             "cpu_time_s": round(p.cpu_time_s, 1),
             "params": sum(t.numel() for t in self.model.parameters()),
@@ -440,6 +467,14 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             run_folder.write_summary(self.run_dir, summary)
         return summary
+
+
+def _test_fields(test: dict[str, Any] | None) -> dict[str, Any]:
+    """Summary keys for the test split: final weights, and the weights selected on val."""
+    if test is None:
+        return {"test_top1": None, "test_top5": None, "best_epoch": None, "best_test_top1": None}
+    return {"test_top1": round(test["final"]["test_top1"], 4), "test_top5": round(test["final"]["test_top5"], 4),
+            "best_epoch": test["best_epoch"], "best_test_top1": round(test["best"]["test_top1"], 4)}
 
 
 def _repo_relative(path: Path | None) -> str | None:
