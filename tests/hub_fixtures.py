@@ -66,8 +66,11 @@ def make_run(root: Path, name: str, model: nn.Module, img_size: int = 28) -> Pat
     model_cfg = {"architecture": model.pretrained_cfg["architecture"], "num_classes": model.num_classes}
     summary = {
         "name": name, "model": model_cfg, "recipe": f"recipes/{name}.yaml", "seed": 0, "dataset": "fashion-mnist",
-        "num_classes": model.num_classes, "img_size": img_size, "epochs": 2, "top1": 91.23, "top5": 99.87,
-        "best_top1": 91.5, "train_time_s": 754.0, "params": sum(p.numel() for p in model.parameters()),
+        "num_classes": model.num_classes, "img_size": img_size, "epochs": 2,
+        "splits": {"train": "train", "val": "val", "test": "test", "num_train": 55000, "num_val": 5000,
+                   "num_test": 10000},
+        "selection": "val", "top1": 91.8, "top5": 99.9, "best_top1": 92.0, "test_top1": 91.23, "test_top5": 99.87,
+        "best_epoch": 1, "best_test_top1": 91.5, "train_time_s": 754.0, "params": sum(p.numel() for p in model.parameters()),
         "hardware": "2-core CPU, torch 2.14.1", "status": "complete",
     }
     (run / "summary.json").write_text(json.dumps(summary), encoding="utf-8")

@@ -13,7 +13,7 @@ from train_helpers import make_tiny_fashion_mnist, write_idx
 
 def test_reads_images_and_labels_with_header_shape(tmp_path):
     root = make_tiny_fashion_mnist(tmp_path, train=20, test=8)
-    images, labels = load_fashion_mnist("train", root)
+    images, labels = load_fashion_mnist("trainval", root)  # all official training images
     assert images.shape == (20, 28, 28) and images.dtype == torch.uint8
     assert labels.shape == (20,) and labels.dtype == torch.int64
     assert set(labels.tolist()) <= set(range(10))

@@ -1,4 +1,5 @@
-"""Leaderboard: seeds grouped into mean ± std, baselines matched, files reproduced byte for byte."""
+"""Leaderboard: tracks kept apart, one run per (variant, seed), paired differences against the plain model,
+old-protocol runs marked, bad run folders reported without aborting, files reproduced byte for byte."""
 
 import csv
 import json
@@ -9,22 +10,29 @@ from attnzoo_cli import main
 from attnzoo.evaluate.leaderboard import LeaderboardError, write_leaderboard
 from attnzoo.models import build_model, model_config
 
-RECIPE = "recipes/fmnist/cnn3.yaml"
+TRACK = "recipes/fmnist/tracks/short"
 
 
-def make_run(root, name, arch, seed, top1, *, ms_per_img=None, status="complete", recipe=RECIPE):
+def make_run(root, name, arch, seed, test_top1, *, ms_per_img=1.0, status="complete", recipe=None, epochs=2,
+             old_protocol=False, recipe_cfg=None):
     """A run folder as training writes it; ``ms_per_img`` pre-writes the cached latency."""
     run = root / name
     run.mkdir(parents=True)
     summary = {
-        "name": name, "model": model_config(build_model(arch, num_classes=10, in_chans=1)), "recipe": recipe,
-        "seed": seed, "dataset": "fashion-mnist", "num_classes": 10, "img_size": 28, "epochs": 2,
-        "top1": top1, "top5": 99.0, "best_top1": top1, "train_time_s": 100.0, "params": 1000000,
+        "name": name, "model": model_config(build_model(arch, num_classes=10, in_chans=1)),
+        "recipe": recipe or f"{TRACK}/{arch}.yaml", "seed": seed, "dataset": "fashion-mnist", "num_classes": 10,
+        "img_size": 28, "epochs": epochs, "top5": 99.0, "train_time_s": 100.0, "params": 1000000,
         "hardware": "2-core CPU", "status": status,
     }
+    if old_protocol:
+        summary |= {"top1": test_top1, "best_top1": test_top1}
+    else:
+        summary |= {"splits": {"num_train": 8000}, "selection": "val", "top1": test_top1 + 1.0,
+                    "best_top1": test_top1 + 1.5, "test_top1": test_top1, "best_test_top1": test_top1 + 0.25,
+                    "best_epoch": epochs}
     (run / "summary.json").write_text(json.dumps(summary))
     (run / "metrics.csv").write_text("epoch,val_top1\n1,50.0\n2,60.0\n")
-    (run / "recipe.yaml").write_text(f"seed: {seed}\n")
+    (run / "recipe.yaml").write_text(json.dumps(recipe_cfg or {"model": {"name": arch}, "seed": seed}))
     if ms_per_img is not None:
         (run / "cost.json").write_text(json.dumps({"ms_per_img": ms_per_img, "hardware": "test CPU"}))
     return run
@@ -34,11 +42,14 @@ def make_run(root, name, arch, seed, top1, *, ms_per_img=None, status="complete"
 def runs(tmp_path):
     root = tmp_path / "runs"
     for seed, top1 in enumerate([90.0, 91.0, 92.0]):
-        make_run(root, f"cnn3-s{seed}", "cnn3", seed, top1, ms_per_img=1.0)
-    for seed, top1 in enumerate([91.5, 92.5]):
-        make_run(root, f"cnn3_se-s{seed}", "cnn3_se", seed, top1, ms_per_img=1.1)
-    make_run(root, "cnn3_cbam-s0", "cnn3_cbam", 0, 90.5, ms_per_img=1.25)
-    make_run(root, "cnn3_cbam-s1", "cnn3_cbam", 1, 10.0, status="stopped")
+        make_run(root / "short", f"cnn3_s{seed}", "cnn3", seed, top1)
+    for seed, top1 in enumerate([91.5, 92.5, 93.0]):  # +1.5, +1.5, +1.0 on the same seeds
+        make_run(root / "short", f"cnn3_se_s{seed}", "cnn3_se", seed, top1, ms_per_img=1.1)
+    make_run(root / "short", "cnn3_se_s1_rerun", "cnn3_se", 1, 50.0)  # same variant and seed: not averaged
+    make_run(root / "short", "cnn3_cbam_s0", "cnn3_cbam", 0, 89.5, ms_per_img=1.25)
+    make_run(root / "short", "cnn3_cbam_s1", "cnn3_cbam", 1, 10.0, status="stopped")
+    make_run(root / "long", "cnn3_s0", "cnn3", 0, 95.0, epochs=10, recipe="recipes/fmnist/long/cnn3.yaml")
+    make_run(root / "old", "cnn3_s0", "cnn3", 0, 94.0, old_protocol=True, recipe=f"{TRACK}/cnn3.yaml")
     return root
 
 
@@ -47,39 +58,65 @@ def read_rows(out):
         return list(csv.DictReader(f))
 
 
-def test_groups_seeds_into_mean_and_std_sorted_best_first(runs, tmp_path):
+def test_tracks_never_mix_budgets_and_old_protocol(runs, tmp_path):
     write_leaderboard(runs, tmp_path / "results")
     rows = read_rows(tmp_path / "results")
-    assert [r["model"] for r in rows] == ["cnn3_se", "cnn3", "cnn3_cbam"]
-    se, plain, cbam = rows
-    assert (plain["seeds"], plain["top1_mean"], plain["top1_std"]) == ("3", "91.00", "1.00")
-    assert (se["seeds"], se["top1_mean"], se["top1_std"]) == ("2", "92.00", "0.71")
-    assert (cbam["seeds"], cbam["top1_std"], cbam["runs"]) == ("1", "", "cnn3_cbam-s0")
-
-
-def test_vs_baseline_compares_with_the_plain_backbone_under_the_same_recipe(runs, tmp_path):
-    write_leaderboard(runs, tmp_path / "results")
-    se, plain, cbam = read_rows(tmp_path / "results")
-    assert (se["baseline"], se["top1_gain"], se["latency_ratio"]) == ("cnn3", "1.00", "1.100")
-    assert (cbam["top1_gain"], cbam["latency_ratio"]) == ("-0.50", "1.250")
-    assert float(se["gmacs_ratio"]) > 1.0 and float(cbam["gmacs"]) > float(se["gmacs"]) > float(plain["gmacs"])
-    assert plain["top1_gain"] == "0.00"
+    tracks = {r["track"] for r in rows}
+    assert len(tracks) == 3
+    assert [r["variant"] for r in rows if "2 epochs" in r["track"] and "old" not in r["track"]] == \
+        ["cnn3_se", "cnn3", "cnn3_cbam"]
+    long = [r for r in rows if "10 epochs" in r["track"]]
+    assert [(r["variant"], r["test_top1_mean"], r["baseline"]) for r in long] == [("cnn3", "95.00", "cnn3")]
+    old = [r for r in rows if "old protocol" in r["track"]]
+    assert [(r["variant"], r["test_top1_mean"], r["val_top1_mean"]) for r in old] == [("cnn3", "94.00", "")]
     md = (tmp_path / "results" / "LEADERBOARD.md").read_text()
-    assert "| 1 | cnn3_se | 2 | 92.00 ± 0.71 |" in md
-    assert "+1.00 pts vs cnn3; ×" in md and f"`{RECIPE}`" in md
-    assert "Left out (not complete): cnn3_cbam-s1." in md
-    assert "multiply-adds" in md
+    assert md.index("old protocol") > md.index("10 epochs")  # old-protocol tracks come last, marked
+    assert "not comparable" in md
+
+
+def test_a_seed_counts_once_and_the_duplicate_is_reported(runs, tmp_path):
+    write_leaderboard(runs, tmp_path / "results")
+    se = next(r for r in read_rows(tmp_path / "results") if r["variant"] == "cnn3_se")
+    assert (se["seeds"], se["runs"]) == ("3", "cnn3_se_s0;cnn3_se_s1;cnn3_se_s2")
+    assert (se["test_top1_mean"], se["test_top1_std"]) == ("92.33", "0.76")
+    md = (tmp_path / "results" / "LEADERBOARD.md").read_text()
+    assert "Duplicates (counted once): short/cnn3_se_s1_rerun (seed 1 of cnn3_se_s1)." in md
+
+
+def test_paired_difference_and_interval_against_the_plain_model(runs, tmp_path):
+    write_leaderboard(runs, tmp_path / "results")
+    rows = {r["variant"]: r for r in read_rows(tmp_path / "results") if "2 epochs" in r["track"]
+            and "old" not in r["track"]}
+    se, cbam, plain = rows["cnn3_se"], rows["cnn3_cbam"], rows["cnn3"]
+    # diffs 1.5, 1.5, 1.0: mean 1.333, sd 0.2887, half-width 4.3027 * 0.2887 / sqrt(3) = 0.717
+    assert (se["baseline"], se["paired_n"], se["paired_diff"]) == ("cnn3", "3", "1.33")
+    assert (se["ci_low"], se["ci_high"], se["ci_excludes_0"]) == ("0.62", "2.05", "yes")
+    assert (cbam["paired_n"], cbam["paired_diff"], cbam["ci_low"], cbam["ci_excludes_0"]) == ("1", "-0.50", "", "")
+    assert plain["paired_n"] == ""
+    md = (tmp_path / "results" / "LEADERBOARD.md").read_text()
+    assert "+1.33 [+0.62, +2.05] (n=3) **excludes 0**" in md
+    assert "-0.50 (n=1, no interval)" in md
+    assert "| 92.33 ± 0.76 | 92.58 | 93.33 |" in md  # test (final), test (best on val), val
+
+
+def test_a_corrupt_summary_is_reported_and_the_rest_ranked(runs, tmp_path):
+    bad = runs / "short" / "broken_s9"
+    bad.mkdir()
+    (bad / "summary.json").write_text("{not json")
+    write_leaderboard(runs, tmp_path / "results")
+    md = (tmp_path / "results" / "LEADERBOARD.md").read_text()
+    assert "Left out (unreadable): short/broken_s9 (" in md
+    assert "Left out (not complete): short/cnn3_cbam_s1." in md
+    assert len(read_rows(tmp_path / "results")) == 5
 
 
 def test_rerun_reproduces_every_file_byte_for_byte(runs, tmp_path):
-    make_run(runs, "cnn3_se-s2", "cnn3_se", 2, 92.0)  # no cost.json yet: latency is measured once
+    make_run(runs / "short", "cnn3_se_s3", "cnn3_se", 3, 92.0, ms_per_img=None)
     first = {p.name: p.read_bytes() for p in write_leaderboard(runs, tmp_path / "a")}
-    cached = (runs / "cnn3_se-s2" / "cost.json").read_text()
     second = {p.name: p.read_bytes() for p in write_leaderboard(runs, tmp_path / "b")}
     assert set(first) == {"leaderboard.csv", "runs.csv", "LEADERBOARD.md", "pareto.png"}
     assert first == second
-    assert (runs / "cnn3_se-s2" / "cost.json").read_text() == cached
-    assert json.loads(cached)["threads"] == 1
+    assert not (runs / "short" / "cnn3_se_s3" / "cost.json").exists()  # latency measured once per variant
 
 
 def test_pareto_png_carries_no_software_or_date_metadata(runs, tmp_path):
@@ -98,6 +135,6 @@ def test_empty_runs_folder_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_only_unfinished_runs_name_them_and_how_to_finish(tmp_path):
-    make_run(tmp_path / "runs", "cnn3-s0", "cnn3", 0, 50.0, status="stopped")
-    with pytest.raises(LeaderboardError, match=r"no complete runs .*cnn3-s0.*--resume runs/<name>/last.safetensors"):
+    make_run(tmp_path / "runs", "cnn3_s0", "cnn3", 0, 50.0, status="stopped")
+    with pytest.raises(LeaderboardError, match=r"no complete runs .*1 unfinished.*--resume"):
         write_leaderboard(tmp_path / "runs", tmp_path / "results")

@@ -18,8 +18,10 @@ from attnzoo.train.checkpoint import load_state
 from train_helpers import ROOT, make_tiny_fashion_mnist, write_recipe
 
 # Dropout (cnn3), EMA, mixup, random erasing and crop/flip all draw random numbers: resume must restore them.
+# All 128 tiny training images train (no val hold-out), so that an epoch is 4 steps of 32.
 RANDOM_EVERYTHING = dict(ema={"enabled": True, "decay": 0.9}, mixup={"mixup_alpha": 0.2},
-                         aug={"crop_padding": 2, "hflip": 0.5, "re_prob": 0.5}, checkpoint_every=3)
+                         aug={"crop_padding": 2, "hflip": 0.5, "re_prob": 0.5}, checkpoint_every=3,
+                         data={"train_split": "trainval", "val_split": "test", "test_split": None})
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
@@ -75,7 +77,7 @@ def test_resume_refuses_a_changed_recipe(tmp_path):
     path = write_recipe(tmp_path / "r.yaml", data, tmp_path / "runs", max_steps=2)
     train(*load_recipe(path))
     recipe, resolved = load_recipe(path, ["optim.lr=0.5", "max_steps=null"])
-    with pytest.raises(Exception, match="recipe section optim differs"):
+    with pytest.raises(Exception, match="recipe field optim differs"):
         train(recipe, resolved, resume=str(tmp_path / "runs" / "r" / "last.safetensors"))
 
 

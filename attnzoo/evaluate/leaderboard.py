@@ -1,8 +1,13 @@
-"""The leaderboard: every run under ``runs/`` grouped by (model, recipe) over seeds, with its cost.
+"""The leaderboard: run folders grouped into tracks, variants within a track over seeds, each attention
+variant compared with its plain baseline on the same seeds.
 
-Writes ``leaderboard.csv`` (one row per group), ``runs.csv`` (one row per run), ``LEADERBOARD.md`` and
-``pareto.png``. Every output is a pure function of the run folders (latency comes from each run's cached
-``cost.json``), so re-running on the same runs reproduces the files byte for byte.
+A *track* is a set of runs that may be ranked together: same dataset, image size, epochs, training-set
+size, recipe family (the recipe's folder), start (from scratch or fine-tuned) and protocol (selection on a
+validation split, or the old protocol that selected and reported on test). Within a track a *variant* is
+one recipe; a seed counts once per variant (a second run with the same seed is listed as a duplicate, not
+averaged). Writes ``leaderboard.csv`` (one row per variant), ``runs.csv`` (one row per run),
+``LEADERBOARD.md`` and ``pareto.png`` (one panel per track). Every output is a pure function of the run
+folders (latency comes from a cached ``cost.json``), so re-running reproduces the files byte for byte.
 """
 
 from __future__ import annotations
@@ -15,32 +20,41 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from attnzoo.errors import AttnzooError
 from attnzoo.evaluate.cost import LATENCY_BATCH, LATENCY_THREADS, run_gmacs, run_latency
 from attnzoo.evaluate.flops import MAC_CONVENTION
+from attnzoo.evaluate.paired import PairedDifference, paired_difference
 
 
 class LeaderboardError(AttnzooError, ValueError):
-    """A runs folder with nothing to rank, or a run folder that cannot be read."""
+    """A runs folder with nothing to rank."""
+
+
+REQUIRED_KEYS = ("model", "recipe", "seed", "dataset", "img_size", "epochs", "top1", "top5", "params")
 
 
 @dataclass(frozen=True)
 class Run:
     """One finished training run, read from its folder."""
 
-    name: str
+    folder: Path
     summary: dict
+    recipe_cfg: dict  # the run's resolved recipe.yaml ({} when absent)
     epochs_logged: int
-    ms_per_img: float
-    hardware: str
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def seed(self) -> int:
+        return int(self.summary["seed"])
 
     @property
     def architecture(self) -> str:
         return self.summary["model"]["architecture"]
-
-    @property
-    def base(self) -> str:
-        return self.summary["model"].get("base", self.architecture)
 
     @property
     def recipe(self) -> str:
@@ -49,13 +63,55 @@ class Run:
 
     @property
     def has_attention(self) -> bool:
-        return any(op.get("op") == "attention" for op in self.summary["model"].get("surgery", [])) or (
-            self.architecture != self.base)
+        model = self.summary["model"]
+        return any(op.get("op") == "attention" for op in model.get("surgery", [])) or (
+            self.architecture != model.get("base", self.architecture))
+
+    @property
+    def old_protocol(self) -> bool:
+        """Selected its best epoch on the split it reports (written before the validation split)."""
+        return self.summary.get("selection") != "val"
+
+    @property
+    def test_top1(self) -> float:
+        """Test top-1 of the final weights (old protocol: the 'val' split was the test set)."""
+        return float(self.summary["top1"] if self.old_protocol else self.summary["test_top1"])
+
+    @property
+    def best_test_top1(self) -> float | None:
+        """Test top-1 of the weights selected on val (None under the old protocol)."""
+        value = None if self.old_protocol else self.summary.get("best_test_top1")
+        return None if value is None else float(value)
+
+    @property
+    def val_top1(self) -> float | None:
+        return None if self.old_protocol else float(self.summary["top1"])
+
+    @property
+    def finetuned(self) -> bool:
+        model = self.recipe_cfg.get("model") or {}
+        return bool(model.get("pretrained") or model.get("init") or str(model.get("name", "")).startswith("hf-hub:"))
+
+    @property
+    def num_train(self) -> int | None:
+        return (self.summary.get("splits") or {}).get("num_train")
+
+    @property
+    def track(self) -> tuple:
+        s = self.summary
+        family = str(Path(self.recipe).parent) if self.recipe else ""
+        return (s["dataset"], int(s["img_size"]), int(s["epochs"]), self.num_train or 0, family,
+                self.finetuned, self.old_protocol)
+
+    @property
+    def variant(self) -> str:
+        """The recipe's file name (an old-protocol or recipe-less run: its architecture)."""
+        return self.architecture if self.old_protocol or not self.recipe else Path(self.recipe).stem
 
 
 @dataclass
 class Group:
-    """Runs of one model under one recipe, differing only in seed."""
+    """Runs of one variant of a track, one per seed."""
 
     runs: list[Run]
     gmacs: float
@@ -66,122 +122,171 @@ class Group:
         return self.runs[0]
 
     @property
-    def model(self) -> str:
-        return self.first.architecture
+    def variant(self) -> str:
+        return self.first.variant
 
     @property
-    def recipe(self) -> str:
-        return self.first.recipe
+    def scores(self) -> dict[int, float]:
+        """Test top-1 of the final weights by seed."""
+        return {r.seed: r.test_top1 for r in self.runs}
 
-    def mean(self, key: str) -> float:
-        return statistics.fmean(float(r.summary[key]) for r in self.runs)
+    def mean(self, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in self.runs]
+        return None if None in values else statistics.fmean(values)
 
-    def std(self, key: str) -> float | None:
+    def std(self, attr: str) -> float | None:
         """Sample standard deviation over seeds; None for a single seed."""
-        values = [float(r.summary[key]) for r in self.runs]
-        return statistics.stdev(values) if len(values) > 1 else None
+        values = [getattr(r, attr) for r in self.runs]
+        return statistics.stdev(values) if len(values) > 1 and None not in values else None
 
     @property
     def ms_per_img(self) -> float:
-        return statistics.fmean(r.ms_per_img for r in self.runs)
+        """Latency of the variant's model, measured once (on its first run) and cached in cost.json."""
+        return float(run_latency(self.first.folder, self.first.summary)["ms_per_img"])
 
     @property
-    def family(self) -> tuple:
-        """What a baseline must share: backbone, data, image size and training length."""
-        s = self.first.summary
-        return self.first.base, s["dataset"], int(s["img_size"]), int(s["epochs"])
+    def paired(self) -> PairedDifference | None:
+        if self.baseline is None or self.baseline is self:
+            return None
+        return paired_difference(self.scores, self.baseline.scores)
 
 
-REQUIRED_KEYS = ("model", "recipe", "seed", "dataset", "img_size", "epochs", "top1", "top5", "params")
+@dataclass
+class Track:
+    """Variants that may be ranked together, best mean test top-1 first."""
+
+    key: tuple
+    groups: list[Group]
+
+    @property
+    def title(self) -> str:
+        dataset, img_size, epochs, num_train, family, finetuned, old = self.key
+        images = f"{num_train:,} train images, " if num_train else ""
+        start = "fine-tuned" if finetuned else "from scratch"
+        name = Path(family).name or "no recipe"
+        title = f"{name}: {dataset} {img_size} px, {epochs} epoch{'s' * (epochs != 1)}, {images}{start}"
+        return title + (" (old protocol: selected and reported on test)" if old else "")
+
+    @property
+    def old_protocol(self) -> bool:
+        return self.key[-1]
 
 
-def _read_run(run_dir: Path) -> Run:
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        metrics = run_dir / "metrics.csv"
-        epochs_logged = sum(1 for _ in csv.DictReader(metrics.open())) if metrics.is_file() else 0
-    except (OSError, ValueError) as err:
-        raise LeaderboardError(f"run {run_dir} cannot be read ({err}); fix or move the run folder") from None
+@dataclass
+class Board:
+    """Everything the leaderboard files are written from."""
+
+    tracks: list[Track]
+    unfinished: list[str]
+    unreadable: list[str]
+    duplicates: list[str]
+
+
+def _read_run(folder: Path) -> Run:
+    """The run in ``folder``; ValueError/OSError when its files are unreadable or incomplete."""
+    summary = json.loads((folder / "summary.json").read_text())
+    if not isinstance(summary, dict):
+        raise ValueError("summary.json is not a JSON object")
     missing = [key for key in REQUIRED_KEYS if key not in summary]
     if missing:
-        raise LeaderboardError(
-            f"{run_dir}/summary.json lacks {', '.join(missing)}; re-write it with `attnzoo train` or move the run"
-        )
-    cost = run_latency(run_dir, summary)
-    return Run(run_dir.name, summary, epochs_logged, float(cost["ms_per_img"]), cost["hardware"])
+        raise ValueError(f"summary.json lacks {', '.join(missing)}")
+    recipe_file = folder / "recipe.yaml"
+    recipe_cfg = yaml.safe_load(recipe_file.read_text()) if recipe_file.is_file() else {}
+    metrics = folder / "metrics.csv"
+    with metrics.open() if metrics.is_file() else io.StringIO("") as f:
+        epochs_logged = sum(1 for _ in csv.DictReader(f))
+    run = Run(folder, summary, recipe_cfg if isinstance(recipe_cfg, dict) else {}, epochs_logged)
+    run.test_top1  # noqa: B018 - fails here, not later, on a summary without its score
+    return run
 
 
-def gather_runs(runs_dir: str | os.PathLike) -> tuple[list[Run], list[str]]:
-    """Complete runs under ``runs_dir`` (sorted by name), and the names of runs left out as unfinished."""
+def gather_runs(runs_dir: str | os.PathLike) -> tuple[list[Run], list[str], list[str]]:
+    """Complete runs under ``runs_dir`` (any depth, sorted by path), the unfinished runs' names, and one
+    line per unreadable run folder (reported, never fatal)."""
     runs_dir = Path(runs_dir)
-    folders = sorted(p.parent for p in runs_dir.glob("*/summary.json")) if runs_dir.is_dir() else []
+    folders = sorted(p.parent for p in runs_dir.rglob("summary.json")) if runs_dir.is_dir() else []
     if not folders:
         raise LeaderboardError(
             f"no runs under {runs_dir}: expected {runs_dir}/<name>/summary.json as written by `attnzoo train`"
         )
-    runs, unfinished = [], []
+    runs, unfinished, unreadable = [], [], []
     for folder in folders:
-        status = json.loads((folder / "summary.json").read_text()).get("status", "complete")
-        if status == "complete":
-            runs.append(_read_run(folder))
+        rel = folder.relative_to(runs_dir).as_posix()
+        try:
+            run = _read_run(folder)
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+            unreadable.append(f"{rel} ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+            continue
+        if run.summary.get("status", "complete") == "complete":
+            runs.append(run)
         else:
-            unfinished.append(folder.name)
+            unfinished.append(rel)
     if not runs:
         raise LeaderboardError(
-            f"no complete runs under {runs_dir} ({len(unfinished)} unfinished: {', '.join(unfinished)}); "
-            "finish them with `attnzoo train --resume runs/<name>/last.safetensors`"
+            f"no complete runs under {runs_dir} ({len(unfinished)} unfinished, {len(unreadable)} unreadable); "
+            "finish them with `attnzoo train --resume <run folder>/last.safetensors`"
         )
-    return runs, unfinished
+    return runs, unfinished, unreadable
 
 
-def group_runs(runs: list[Run]) -> list[Group]:
-    """Group by (model, recipe), link each group to its baseline, and sort best first within a dataset."""
-    keyed: dict[tuple[str, str], list[Run]] = {}
+def build_board(runs: list[Run], unfinished: list[str] = (), unreadable: list[str] = ()) -> Board:
+    """Tracks of variants with one run per seed, each variant linked to its track's plain baseline."""
+    by_track: dict[tuple, dict[str, list[Run]]] = {}
     for run in runs:
-        keyed.setdefault((run.architecture, run.recipe), []).append(run)
-    groups = [Group(sorted(rs, key=lambda r: (int(r.summary["seed"]), r.name)), run_gmacs(rs[0].summary))
-              for rs in keyed.values()]
-    for group in groups:
-        candidates = [g for g in groups if not g.first.has_attention and g.family == group.family]
-        # Prefer the baseline whose recipe path shares the most with this group's (same recipe folder/file).
-        group.baseline = max(candidates, key=lambda g: (len(os.path.commonprefix([g.recipe, group.recipe])),
-                                                         g.recipe), default=None)
-    groups.sort(key=lambda g: (g.first.summary["dataset"], -round(g.mean("top1"), 6), g.model, g.recipe))
-    return groups
+        by_track.setdefault(run.track, {}).setdefault(run.recipe + "\0" + run.variant, []).append(run)
+    tracks, duplicates = [], []
+    for key in sorted(by_track, key=repr):
+        groups = []
+        for variant_runs in by_track[key].values():
+            kept: dict[int, Run] = {}
+            for run in sorted(variant_runs, key=lambda r: (r.seed, r.name)):
+                if run.seed in kept:
+                    duplicates.append(f"{run.folder.parent.name}/{run.name} (seed {run.seed} of "
+                                      f"{kept[run.seed].name})")
+                else:
+                    kept[run.seed] = run
+            groups.append(Group(list(kept.values()), run_gmacs(variant_runs[0].summary)))
+        plain = [g for g in groups if not g.first.has_attention]
+        for group in groups:
+            group.baseline = max(plain, key=lambda g: (len(os.path.commonprefix([g.first.recipe, group.first.recipe])),
+                                                       g.first.recipe), default=None)
+        groups.sort(key=lambda g: (-round(g.mean("test_top1"), 6), g.variant))
+        tracks.append(Track(key, groups))
+    tracks.sort(key=lambda t: (t.old_protocol, t.key[0], t.title))
+    return Board(tracks, list(unfinished), list(unreadable), duplicates)
 
 
 def _f(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-CSV_COLUMNS = ["dataset", "model", "recipe", "seeds", "top1_mean", "top1_std", "top5_mean", "top5_std",
-               "params_m", "gmacs", "ms_per_img", "baseline", "top1_gain", "gmacs_ratio", "latency_ratio",
-               "epochs", "img_size", "train_time_s_mean", "runs"]
+CSV_COLUMNS = ["track", "variant", "model", "recipe", "seeds", "test_top1_mean", "test_top1_std",
+               "best_test_top1_mean", "val_top1_mean", "params_m", "gmacs", "ms_per_img", "baseline",
+               "paired_n", "paired_diff", "ci_low", "ci_high", "ci_excludes_0", "train_time_s_mean", "runs"]
 
 
-def group_row(group: Group) -> dict[str, str]:
-    """The CSV row of a group: numbers formatted with fixed decimals, so files compare byte for byte."""
+def group_row(track: Track, group: Group) -> dict[str, str]:
+    """The CSV row of a variant: numbers formatted with fixed decimals, so files compare byte for byte."""
     s = group.first.summary
-    base = group.baseline
-    row = {
-        "dataset": s["dataset"], "model": group.model, "recipe": group.recipe, "seeds": str(len(group.runs)),
-        "top1_mean": _f(group.mean("top1"), 2), "top1_std": _f(group.std("top1"), 2),
-        "top5_mean": _f(group.mean("top5"), 2), "top5_std": _f(group.std("top5"), 2),
+    paired = group.paired
+    return {
+        "track": track.title, "variant": group.variant, "model": group.first.architecture,
+        "recipe": group.first.recipe, "seeds": str(len(group.runs)),
+        "test_top1_mean": _f(group.mean("test_top1"), 2), "test_top1_std": _f(group.std("test_top1"), 2),
+        "best_test_top1_mean": _f(group.mean("best_test_top1"), 2), "val_top1_mean": _f(group.mean("val_top1"), 2),
         "params_m": _f(float(s["params"]) / 1e6, 3), "gmacs": _f(group.gmacs, 6),
         "ms_per_img": _f(group.ms_per_img, 3),
-        "baseline": base.model if base else "",
-        "top1_gain": _f(group.mean("top1") - base.mean("top1"), 2) if base else "",
-        "gmacs_ratio": _f(group.gmacs / base.gmacs, 3) if base else "",
-        "latency_ratio": _f(group.ms_per_img / base.ms_per_img, 3) if base else "",
-        "epochs": str(s["epochs"]), "img_size": str(s["img_size"]),
-        "train_time_s_mean": _f(group.mean("train_time_s"), 0),
+        "baseline": group.baseline.variant if group.baseline else "",
+        "paired_n": str(paired.n) if paired else "", "paired_diff": _f(paired.mean if paired else None, 2),
+        "ci_low": _f(paired.low if paired else None, 2), "ci_high": _f(paired.high if paired else None, 2),
+        "ci_excludes_0": ("yes" if paired.excludes_zero else "no") if paired and paired.low is not None else "",
+        "train_time_s_mean": _f(statistics.fmean(float(r.summary.get("train_time_s", 0.0)) for r in group.runs), 0),
         "runs": ";".join(r.name for r in group.runs),
     }
-    return row
 
 
-RUN_COLUMNS = ["name", "model", "recipe", "seed", "dataset", "epochs", "epochs_logged", "top1", "top5",
-               "best_top1", "train_time_s", "ms_per_img", "hardware"]
+RUN_COLUMNS = ["track", "name", "variant", "model", "recipe", "seed", "protocol", "epochs", "epochs_logged",
+               "num_train", "val_top1", "test_top1", "best_epoch", "best_test_top1", "train_time_s", "hardware"]
 
 
 def _csv(rows: list[dict], columns: list[str]) -> str:
@@ -192,59 +297,74 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return out.getvalue()
 
 
-def _run_row(run: Run) -> dict[str, str]:
+def _run_row(track: Track, run: Run) -> dict[str, str]:
     s = run.summary
-    return {"name": run.name, "model": run.architecture, "recipe": run.recipe, "seed": str(s["seed"]),
-            "dataset": s["dataset"], "epochs": str(s["epochs"]), "epochs_logged": str(run.epochs_logged),
-            "top1": _f(float(s["top1"]), 2), "top5": _f(float(s["top5"]), 2),
-            "best_top1": _f(float(s.get("best_top1", s["top1"])), 2),
-            "train_time_s": _f(float(s.get("train_time_s", 0.0)), 0), "ms_per_img": _f(run.ms_per_img, 3),
-            "hardware": run.hardware}
+    return {"track": track.title, "name": run.name, "variant": run.variant, "model": run.architecture,
+            "recipe": run.recipe, "seed": str(run.seed),
+            "protocol": "old: selected and reported on test" if run.old_protocol else "selection on val",
+            "epochs": str(s["epochs"]), "epochs_logged": str(run.epochs_logged), "num_train": str(run.num_train or ""),
+            "val_top1": _f(run.val_top1, 2), "test_top1": _f(run.test_top1, 2),
+            "best_epoch": str(s.get("best_epoch") or ""), "best_test_top1": _f(run.best_test_top1, 2),
+            "train_time_s": _f(float(s.get("train_time_s", 0.0)), 0), "hardware": str(s.get("hardware", ""))}
 
 
 def _pm(mean: str, std: str) -> str:
     return f"{mean} ± {std}" if std else mean
 
 
-def _vs_baseline(row: dict[str, str], group: Group) -> str:
+def _paired_cell(group: Group) -> str:
     if group.baseline is None:
-        return "no baseline run"
+        return "no baseline in track"
     if group.baseline is group:
         return "baseline"
-    gain = float(row["top1_gain"])
-    return (f"{gain:+.2f} pts vs {row['baseline']}; ×{row['gmacs_ratio']} GMACs, "
-            f"×{row['latency_ratio']} latency")
+    p = group.paired
+    if p is None:
+        return f"no seed shared with {group.baseline.variant}"
+    if p.low is None:
+        return f"{p.mean:+.2f} (n=1, no interval)"
+    mark = " **excludes 0**" if p.excludes_zero else ""
+    return f"{p.mean:+.2f} [{p.low:+.2f}, {p.high:+.2f}] (n={p.n}){mark}"
 
 
-def render_markdown(groups: list[Group], unfinished: list[str]) -> str:
-    """LEADERBOARD.md: one table per dataset, best mean top-1 first."""
+def render_markdown(board: Board) -> str:
+    """LEADERBOARD.md: one section per track, variants best mean test top-1 first."""
     lines = ["# Leaderboard", "",
              "Generated by `attnzoo leaderboard` from the run folders; do not edit by hand.", "",
-             "- top-1 / top-5: test accuracy (%) after the last epoch, mean ± sample std over seeds.",
+             "- Splits: `val` is 5,000 images held out of the 60,000 Fashion-MNIST training images (500 per "
+             "class, fixed seed) and selects the best epoch; `test` is the 10,000 official test images, "
+             "evaluated once at the end of each run and never used for selection.",
+             "- test top-1: test accuracy (%) of the final weights, mean ± sample std over seeds; "
+             "best-on-val: test accuracy of the epoch with the best val top-1; val: val top-1 of the final weights.",
+             "- vs baseline: mean paired difference in test top-1 points against the track's plain model on the "
+             "same seeds, with its 95% Student-t interval [low, high] and the number of pairs n; "
+             "**excludes 0** marks an interval that does not contain 0.",
              f"- {MAC_CONVENTION}, per image at the run's input size, attention included.",
-             f"- ms/img: latency as CPU time per image of eval-mode inference, batch {LATENCY_BATCH}, "
-             f"{LATENCY_THREADS} thread, median of timed passes (CPU time, not wall clock, so runs measured "
-             "under different loads of a shared machine compare), measured once per run, cached in its "
-             "`cost.json`.",
-             "- vs baseline: top-1 gain in points and cost ratios against the same backbone without "
-             "attention, trained for as many epochs at the same image size on the same data.", ""]
-    datasets = sorted({g.first.summary["dataset"] for g in groups})
-    for dataset in datasets:
-        lines += [f"## {dataset}", "",
-                  "| # | model | seeds | top-1 % | top-5 % | params M | GMACs | ms/img | vs baseline | recipe |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        ranked = [g for g in groups if g.first.summary["dataset"] == dataset]
-        for rank, group in enumerate(ranked, 1):
-            row = group_row(group)
+             f"- ms/img: CPU time per image of eval-mode inference, batch {LATENCY_BATCH}, {LATENCY_THREADS} "
+             "thread, measured once per variant and cached in its first run's `cost.json`.",
+             "- A seed counts once per variant; a second run with the same seed is listed under duplicates.", ""]
+    for track in board.tracks:
+        lines += [f"## {track.title}", ""]
+        if track.old_protocol:
+            lines += ["Old protocol: these runs chose their best epoch on the test split and report it; their "
+                      "numbers are kept for the record and are not comparable with the tracks above.", ""]
+        lines += ["| # | variant | model | seeds | test top-1 % | best-on-val test % | val top-1 % | params M | "
+                  "GMACs | ms/img | vs baseline (test pts) | recipe |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for rank, group in enumerate(track.groups, 1):
+            row = group_row(track, group)
             lines.append(
-                f"| {rank} | {row['model']} | {row['seeds']} | {_pm(row['top1_mean'], row['top1_std'])} | "
-                f"{_pm(row['top5_mean'], row['top5_std'])} | {row['params_m']} | {row['gmacs']} | "
-                f"{row['ms_per_img']} | {_vs_baseline(row, group)} | `{row['recipe']}` |")
+                f"| {rank} | {row['variant']} | {row['model']} | {row['seeds']} | "
+                f"{_pm(row['test_top1_mean'], row['test_top1_std'])} | {row['best_test_top1_mean'] or '-'} | "
+                f"{row['val_top1_mean'] or '-'} | {row['params_m']} | {row['gmacs']} | {row['ms_per_img']} | "
+                f"{_paired_cell(group)} | `{row['recipe']}` |")
         lines.append("")
-    hardware = sorted({r.hardware for g in groups for r in g.runs})
-    lines.append(f"Latency measured on: {'; '.join(hardware)}.")
-    if unfinished:
-        lines += ["", f"Left out (not complete): {', '.join(unfinished)}."]
+    hardware = sorted({str(r.summary.get("hardware", "")) for t in board.tracks for g in t.groups for r in g.runs})
+    lines.append(f"Trained on: {'; '.join(hardware)}.")
+    for label, items in (("Duplicates (counted once)", board.duplicates),
+                         ("Left out (not complete)", board.unfinished),
+                         ("Left out (unreadable)", board.unreadable)):
+        if items:
+            lines += ["", f"{label}: {', '.join(items)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -252,18 +372,17 @@ def write_leaderboard(runs_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     """Gather, group and write the leaderboard files into ``out_dir``; returns the paths written."""
     from attnzoo.evaluate.pareto import plot_pareto  # matplotlib is only needed here
 
-    runs, unfinished = gather_runs(runs_dir)
-    groups = group_runs(runs)
+    board = build_board(*gather_runs(runs_dir))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
-        "leaderboard.csv": _csv([group_row(g) for g in groups], CSV_COLUMNS),
-        "runs.csv": _csv([_run_row(r) for r in runs], RUN_COLUMNS),
-        "LEADERBOARD.md": render_markdown(groups, unfinished),
+        "leaderboard.csv": _csv([group_row(t, g) for t in board.tracks for g in t.groups], CSV_COLUMNS),
+        "runs.csv": _csv([_run_row(t, r) for t in board.tracks for g in t.groups for r in g.runs], RUN_COLUMNS),
+        "LEADERBOARD.md": render_markdown(board),
     }
     written = []
     for name, text in files.items():
         (out / name).write_text(text, encoding="utf-8")
         written.append(out / name)
-    written.append(plot_pareto(groups, out / "pareto.png"))
+    written.append(plot_pareto(board.tracks, out / "pareto.png"))
     return written

@@ -1,4 +1,4 @@
-"""The Pareto plot of the leaderboard: top-1 against GMACs and against measured latency."""
+"""The Pareto plot of the leaderboard: one panel per track, test top-1 against GMACs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the non-interactive backend)
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 # PNG metadata carries no software version or date, so the bytes depend on the data alone.
 _PNG_METADATA = {"Software": None}
@@ -26,29 +26,48 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_pareto(groups: list, path: Path) -> Path:
-    """Two panels, top-1 vs GMACs and vs ms/img; error bars are the std over seeds, the line the front."""
-    axes_spec = [("gmacs", "GMACs per image (multiply-adds)"), ("ms_per_img", "latency, CPU ms per image (1 thread)")]
-    datasets = sorted({g.first.summary["dataset"] for g in groups})
+_MARKERS = "osD^v<>ph*"
+
+
+def plot_pareto(tracks: list, path: Path) -> Path:
+    """One panel per track (budgets never share a frontier): mean test top-1 against GMACs per image, error
+    bars the std over seeds, the dashed line the track's Pareto front. Variants are told apart by marker
+    and colour in each panel's legend, so no label can overlap a point or another label."""
+    cols = min(2, len(tracks))
+    rows = -(-len(tracks) // cols)
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 4 * len(datasets)), squeeze=False)
-        for row, dataset in enumerate(datasets):
-            ranked = [g for g in groups if g.first.summary["dataset"] == dataset]
-            for ax, (attr, label) in zip(axes[row], axes_spec):
-                points = [(getattr(g, attr), g.mean("top1")) for g in ranked]
-                for g, (x, y) in zip(ranked, points):
-                    ax.errorbar(x, y, yerr=g.std("top1") or 0.0, fmt="o", ms=4, capsize=2,
-                                color="tab:blue" if g.first.has_attention else "tab:gray")
-                    ax.annotate(g.model, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
-                front = pareto_front(points)
-                ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="tab:orange", lw=1)
-                ax.set_xscale("log")
-                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-                ax.xaxis.set_minor_formatter(NullFormatter())
-                ax.set_xlabel(label)
-                ax.set_ylabel(f"{dataset} top-1 % (mean over seeds)")
-                ax.grid(True, alpha=0.3)
+        fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 5.0 * rows), squeeze=False)
+        for ax in axes.flat[len(tracks):]:
+            ax.set_visible(False)
+        for ax, track in zip(axes.flat, tracks):
+            points = [(g.gmacs, g.mean("test_top1")) for g in track.groups]
+            for i, (g, (x, y)) in enumerate(zip(track.groups, points)):
+                ax.errorbar(x, y, yerr=g.std("test_top1") or 0.0, fmt=_MARKERS[i % len(_MARKERS)], ms=6, capsize=3,
+                            color=f"C{i % 10}", label=f"{g.variant} (n={len(g.runs)})")
+            front = pareto_front(points)
+            ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="0.5", lw=1, label="Pareto front")
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
+            ax.margins(x=0.15, y=0.15)
+            ax.set_xlabel("GMACs per image (multiply-adds)")
+            ax.set_ylabel("test top-1 % (mean ± std over seeds)")
+            ax.set_title(_wrap(track.title), fontsize=9)
+            ax.grid(True, alpha=0.3)
+            # below the axes: a legend inside could cover a point
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=7, frameon=False)
         fig.tight_layout()
         fig.savefig(path, format="png", metadata=_PNG_METADATA)
         plt.close(fig)
     return path
+
+
+def _wrap(title: str, width: int = 70) -> str:
+    """The title on lines of at most ``width`` characters, broken at spaces."""
+    lines, line = [], ""
+    for word in title.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join(lines + [line])

@@ -33,9 +33,10 @@ class RunEvidence:
     name: str
     summary: dict[str, Any]
     recipe: dict[str, Any] | None
+    weights: str = "best"  # which checkpoint is published: "best" (selected on val) or "last"
 
     @classmethod
-    def read(cls, run_dir: str | Path) -> "RunEvidence":
+    def read(cls, run_dir: str | Path, weights: str = "best") -> "RunEvidence":
         """Read ``summary.json`` (required) and ``recipe.yaml`` (optional) from a run folder."""
         run_dir = Path(run_dir)
         summary_path = run_dir / "summary.json"
@@ -54,7 +55,23 @@ class RunEvidence:
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or type(err).__name__
             raise CheckpointError(f"{recipe_path} is not valid YAML ({problem}); re-run or repair the run") from None
-        return cls(name=summary.get("name") or run_dir.name, summary=summary, recipe=recipe)
+        return cls(name=summary.get("name") or run_dir.name, summary=summary, recipe=recipe, weights=weights)
+
+    @property
+    def old_protocol(self) -> bool:
+        """The run chose its best epoch on the split it reports (before the validation split existed)."""
+        return self.summary.get("selection") != "val"
+
+    @property
+    def test_scores(self) -> dict[str, Any]:
+        """Test top-1/top-5 of the published weights (top-5 only known for the last epoch's weights)."""
+        s = self.summary
+        if self.old_protocol:
+            return {"top1": s.get("top1" if self.weights == "last" else "best_top1"),
+                    "top5": s.get("top5") if self.weights == "last" else None}
+        if self.weights == "last" or s.get("best_epoch") == s.get("epochs"):
+            return {"top1": s.get("test_top1"), "top5": s.get("test_top5")}
+        return {"top1": s.get("best_test_top1"), "top5": None}
 
     @property
     def dataset(self) -> str | None:
@@ -91,11 +108,26 @@ def _gmacs(cost: tuple[float, float] | None) -> str:
 def _results_table(evidence: RunEvidence, input_size: tuple[int, ...], cost: tuple[float, float] | None) -> str:
     s = evidence.summary
     params = s.get("params")
+    published = "the last epoch" if evidence.weights == "last" else "the best epoch"
+    if evidence.old_protocol:
+        scores = [("Selection", "old protocol: the best epoch was chosen on the test split, which overstates "
+                                "its accuracy"),
+                  ("Test top-1 (last epoch)", _percent(s.get("top1"))),
+                  ("Test top-5 (last epoch)", _percent(s.get("top5"))),
+                  ("Test top-1 (best epoch, chosen on test)", _percent(s.get("best_top1")))]
+    else:
+        splits = s.get("splits") or {}
+        scores = [("Selection", f"best epoch (epoch {s.get('best_epoch')}) chosen on the val split "
+                                f"({splits.get('num_val')} images held out of training); test never used"),
+                  ("Published weights", published),
+                  (f"Test top-1 ({published}'s weights)", _percent(evidence.test_scores["top1"])),
+                  ("Test top-1 (last epoch)", _percent(s.get("test_top1"))),
+                  ("Test top-5 (last epoch)", _percent(s.get("test_top5"))),
+                  ("Val top-1 (last epoch)", _percent(s.get("top1"))),
+                  ("Val top-1 (best epoch)", _percent(s.get("best_top1")))]
     rows = [
         ("Dataset", s.get("dataset", "not recorded")),
-        ("Top-1 (last epoch)", _percent(s.get("top1"))),
-        ("Top-5 (last epoch)", _percent(s.get("top5"))),
-        ("Best top-1 (over epochs)", _percent(s.get("best_top1"))),
+        *scores,
         ("Params", f"{params / 1e6:.2f} M" if isinstance(params, (int, float)) else "not recorded"),
         ("GMACs per image", _gmacs(cost)),
         ("Input size", "x".join(str(d) for d in input_size)),
@@ -113,11 +145,13 @@ def _card_data(repo_id: str, record: dict, evidence: RunEvidence | None, license
     dataset = evidence.dataset if evidence else None
     dataset_id = HUB_DATASETS.get(str(dataset).lower(), dataset) if dataset else None
     eval_results = None
-    if dataset_id and evidence and isinstance(evidence.summary.get("top1"), (int, float)):
+    scores = evidence.test_scores if evidence else {}
+    if dataset_id and isinstance(scores.get("top1"), (int, float)):  # the test split, published weights
         eval_results = [
             EvalResult(task_type="image-classification", dataset_type=dataset_id, dataset_name=str(dataset),
-                       metric_type="accuracy", metric_name=f"top-{k}", metric_value=evidence.summary[f"top{k}"])
-            for k in (1, 5) if isinstance(evidence.summary.get(f"top{k}"), (int, float))
+                       dataset_split="test", metric_type="accuracy", metric_name=f"top-{k}",
+                       metric_value=scores[f"top{k}"])
+            for k in (1, 5) if isinstance(scores.get(f"top{k}"), (int, float))
         ]
     return ModelCardData(
         library_name="timm", license=license, tags=tags, datasets=[dataset_id] if dataset_id else None,

@@ -210,7 +210,7 @@ def run_weights(run_dir: str | Path, which: str = "best") -> Path:
 
 
 def _run_model(run_dir: str | Path, weights: str) -> tuple[nn.Module, RunEvidence]:
-    evidence = RunEvidence.read(run_dir)
+    evidence = RunEvidence.read(run_dir, weights)
     return load_model(run_weights(run_dir, weights)), evidence
 
 
