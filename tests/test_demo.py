@@ -16,7 +16,9 @@ def test_demo_trains_each_variant_and_tables_its_test_accuracy_and_cost(tmp_path
         summary = json.loads((tmp_path / "runs" / name / "summary.json").read_text())
         assert summary["status"] == "complete" and summary["epochs"] == 1
         row = next(line.split() for line in table.splitlines() if line.startswith(f"{name} "))
-        assert float(row[2]) == pytest.approx(summary["top1"], abs=0.006)  # eval agrees with training (table: 2 decimals)
+        assert summary["splits"]["val"] == "val" and summary["splits"]["test"] == "test"
+        # eval of the last weights on test agrees with training's end-of-run test evaluation (table: 2 decimals)
+        assert float(row[2]) == pytest.approx(summary["test_top1"], abs=0.006)
     assert "GMACs (multiply-adds)" in table
 
 
