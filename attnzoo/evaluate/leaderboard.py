@@ -57,6 +57,17 @@ class Run:
         return self.summary["model"]["architecture"]
 
     @property
+    def model_label(self) -> str:
+        """The architecture and any surgery on it, e.g. ``resnet18 + se (preserve, gate_init=identity)``."""
+        parts = [self.architecture]
+        for op in self.summary["model"].get("surgery", []):
+            if op.get("op") == "attention":
+                notes = (["preserve"] if op.get("preserve") else []) + [
+                    f"{k}={v}" for k, v in sorted((op.get("kwargs") or {}).items())]
+                parts.append(f"{op['attn']}" + (f" ({', '.join(notes)})" if notes else ""))
+        return " + ".join(parts)
+
+    @property
     def recipe(self) -> str:
         """Repo-relative recipe path ("" for a run trained from an in-memory recipe)."""
         return self.summary["recipe"] or ""
@@ -270,7 +281,7 @@ def group_row(track: Track, group: Group) -> dict[str, str]:
     s = group.first.summary
     paired = group.paired
     return {
-        "track": track.title, "variant": group.variant, "model": group.first.architecture,
+        "track": track.title, "variant": group.variant, "model": group.first.model_label,
         "recipe": group.first.recipe, "seeds": str(len(group.runs)),
         "test_top1_mean": _f(group.mean("test_top1"), 2), "test_top1_std": _f(group.std("test_top1"), 2),
         "best_test_top1_mean": _f(group.mean("best_test_top1"), 2), "val_top1_mean": _f(group.mean("val_top1"), 2),
@@ -299,7 +310,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 def _run_row(track: Track, run: Run) -> dict[str, str]:
     s = run.summary
-    return {"track": track.title, "name": run.name, "variant": run.variant, "model": run.architecture,
+    return {"track": track.title, "name": run.name, "variant": run.variant, "model": run.model_label,
             "recipe": run.recipe, "seed": str(run.seed),
             "protocol": "old: selected and reported on test" if run.old_protocol else "selection on val",
             "epochs": str(s["epochs"]), "epochs_logged": str(run.epochs_logged), "num_train": str(run.num_train or ""),
