@@ -38,7 +38,7 @@ def test_se_resnet18_pads_the_narrow_bottleneck_exactly(tmp_path):
 def test_se_resnet50_loads_by_name_and_quotes_the_published_accuracy(tmp_path):
     source = randomized(se_resnet(50), seed=2)
     path = tmp_path / "seresnet50-60a8950a85b2b.pkl"
-    torch.save(source.state_dict(), path)
+    torch.save(source.state_dict(), path, _use_new_zipfile_serialization=False)  # as PyTorch < 1.6 wrote it
     out = convert_checkpoint("senet-pytorch", "resnet50_se", path, tmp_path / "out")
     converted = timm.create_model(
         "resnet50_se", pretrained=True, pretrained_cfg_overlay=dict(file=str(out / "model.safetensors")))

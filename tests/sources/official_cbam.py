@@ -152,8 +152,10 @@ class ResNet(nn.Module):
 
 
 def save_like_train_imagenet(model: ResNet, path: str, epoch: int = 100) -> None:
-    """The file ``train_imagenet.py``'s ``save_checkpoint`` writes: DataParallel keys plus bookkeeping."""
+    """The file ``train_imagenet.py``'s ``save_checkpoint`` writes: DataParallel keys plus bookkeeping, in the
+    pre-1.6 (non-zip) serialization of the PyTorch 0.4.1 the authors used."""
     wrapped = nn.DataParallel(model)
     optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     torch.save({"epoch": epoch, "arch": "resnet", "state_dict": wrapped.state_dict(),
-                "best_prec1": torch.tensor(77.622), "optimizer": optimizer.state_dict()}, path)
+                "best_prec1": torch.tensor(77.622), "optimizer": optimizer.state_dict()}, path,
+               _use_new_zipfile_serialization=False)
