@@ -109,3 +109,16 @@ def test_a_bare_state_dict_without_the_dataparallel_prefix_converts(resnet18, tm
     torch.save(source.state_dict(), path)
     out = convert_checkpoint("official-cbam", "resnet18_cbam", path, tmp_path / "out")
     assert_same_logits(source, timm.create_model(f"local-dir:{out}", pretrained=True), images(1))
+
+
+def test_a_checkpoint_with_another_head_keeps_it_and_quotes_no_imagenet_figure(tmp_path):
+    source = randomized(ResNet(50, num_classes=10), seed=8)
+    path = tmp_path / "RESNET50_CBAM_cifar_head.pth"
+    save_like_train_imagenet(source, str(path))
+    out = convert_checkpoint("official-cbam", "resnet50_cbam", path, tmp_path / "out")
+    converted = timm.create_model(f"local-dir:{out}", pretrained=True)
+    assert converted.num_classes == 10
+    assert_same_logits(source, converted, images(1, seed=9))
+    card = (out / "README.md").read_text()
+    assert "77.62" not in card and "this one has 10 classes, so none of them applies" in card
+    assert "num_classes=10" in card

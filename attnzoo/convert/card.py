@@ -77,7 +77,9 @@ def render_convert_card(
         "",
         "## Published accuracy (ImageNet-1k, quoted from the source, not measured by attnzoo)",
         "",
-        *_published_lines(tuple(source.published.get(architecture, ()))),
+        *(_published_lines(tuple(source.published.get(architecture, ()))) if num_classes == 1000 else [
+            f"The source's figures are for 1000-class ImageNet checkpoints; this one has {num_classes} classes, "
+            "so none of them applies.", ""]),
         "## What the conversion changes besides names",
         "",
         *(f"- {note}" for note in source.notes),
