@@ -97,6 +97,12 @@ def test_paired_difference_and_interval_against_the_plain_model(runs, tmp_path):
     assert "+1.33 [+0.62, +2.05] (n=3) **excludes 0**" in md
     assert "-0.50 (n=1, no interval)" in md
     assert "| 92.33 ± 0.76 | 92.58 | 93.33 |" in md  # test (final), test (best on val), val
+    with open(tmp_path / "results" / "paired.csv") as f:
+        pairs = {(r["variant"], r["vs"]): r for r in csv.DictReader(f) if "2 epochs" in r["track"]
+                 and "old" not in r["track"]}
+    assert (pairs["cnn3", "cnn3_se"]["mean_diff"], pairs["cnn3", "cnn3_se"]["ci_high"]) == ("-1.33", "-0.62")
+    assert (pairs["cnn3_se", "cnn3_cbam"]["n"], pairs["cnn3_se", "cnn3_cbam"]["mean_diff"]) == ("1", "2.00")
+    assert "| cnn3_se |  | +1.33 [+0.62, +2.05] (3) **excl. 0** | +2.00 (1) |" in md
 
 
 def test_a_corrupt_summary_is_reported_and_the_rest_ranked(runs, tmp_path):
@@ -114,7 +120,7 @@ def test_rerun_reproduces_every_file_byte_for_byte(runs, tmp_path):
     make_run(runs / "short", "cnn3_se_s3", "cnn3_se", 3, 92.0, ms_per_img=None)
     first = {p.name: p.read_bytes() for p in write_leaderboard(runs, tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in write_leaderboard(runs, tmp_path / "b")}
-    assert set(first) == {"leaderboard.csv", "runs.csv", "LEADERBOARD.md", "pareto.png"}
+    assert set(first) == {"leaderboard.csv", "runs.csv", "paired.csv", "LEADERBOARD.md", "pareto.png"}
     assert first == second
     assert not (runs / "short" / "cnn3_se_s3" / "cost.json").exists()  # latency measured once per variant
 

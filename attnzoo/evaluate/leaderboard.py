@@ -5,7 +5,8 @@ A *track* is a set of runs that may be ranked together: same dataset, image size
 size, recipe family (the recipe's folder), start (from scratch or fine-tuned) and protocol (selection on a
 validation split, or the old protocol that selected and reported on test). Within a track a *variant* is
 one recipe; a seed counts once per variant (a second run with the same seed is listed as a duplicate, not
-averaged). Writes ``leaderboard.csv`` (one row per variant), ``runs.csv`` (one row per run),
+averaged). Writes ``leaderboard.csv`` (one row per variant), ``runs.csv`` (one row per run), ``paired.csv`` (every
+pair of variants of a track on their shared seeds),
 ``LEADERBOARD.md`` and ``pareto.png`` (one panel per track). Every output is a pure function of the run
 folders (latency comes from a cached ``cost.json``), so re-running reproduces the files byte for byte.
 """
@@ -319,6 +320,48 @@ def _run_row(track: Track, run: Run) -> dict[str, str]:
             "train_time_s": _f(float(s.get("train_time_s", 0.0)), 0), "hardware": str(s.get("hardware", ""))}
 
 
+PAIR_COLUMNS = ["track", "variant", "vs", "n", "mean_diff", "ci_low", "ci_high", "ci_excludes_0"]
+
+
+def pair_rows(track: Track) -> list[dict[str, str]]:
+    """Every ordered pair of the track's variants that share a seed: test top-1 of ``variant`` minus ``vs``
+    on the shared seeds, with the 95% interval (answers questions such as preserve vs no preserve)."""
+    rows = []
+    for a in track.groups:
+        for b in track.groups:
+            p = paired_difference(a.scores, b.scores) if a is not b else None
+            if p is not None:
+                rows.append({"track": track.title, "variant": a.variant, "vs": b.variant, "n": str(p.n),
+                             "mean_diff": _f(p.mean, 2), "ci_low": _f(p.low, 2), "ci_high": _f(p.high, 2),
+                             "ci_excludes_0": ("yes" if p.excludes_zero else "no") if p.low is not None else ""})
+    return rows
+
+
+def _pairs_markdown(track: Track) -> list[str]:
+    """The track's pairwise paired differences as a matrix (row minus column), if it has two variants."""
+    if len(track.groups) < 2:
+        return []
+    cells = {(r["variant"], r["vs"]): r for r in pair_rows(track)}
+    names = [g.variant for g in track.groups]
+    lines = ["Paired differences in test top-1 points, row minus column, on the seeds both ran: mean "
+             "[95% t interval] (n).", "",
+             "| row − column | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for a in names:
+        row = []
+        for b in names:
+            r = cells.get((a, b))
+            if a == b or r is None:
+                row.append("")
+            elif r["ci_low"]:
+                mark = " **excl. 0**" if r["ci_excludes_0"] == "yes" else ""
+                row.append(f"{float(r['mean_diff']):+.2f} [{float(r['ci_low']):+.2f}, {float(r['ci_high']):+.2f}] "
+                           f"({r['n']}){mark}")
+            else:
+                row.append(f"{float(r['mean_diff']):+.2f} ({r['n']})")
+        lines.append(f"| {a} | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def _pm(mean: str, std: str) -> str:
     return f"{mean} ± {std}" if std else mean
 
@@ -369,6 +412,7 @@ def render_markdown(board: Board) -> str:
                 f"{row['val_top1_mean'] or '-'} | {row['params_m']} | {row['gmacs']} | {row['ms_per_img']} | "
                 f"{_paired_cell(group)} | `{row['recipe']}` |")
         lines.append("")
+        lines += _pairs_markdown(track)
     hardware = sorted({str(r.summary.get("hardware", "")) for t in board.tracks for g in t.groups for r in g.runs})
     lines.append(f"Trained on: {'; '.join(hardware)}.")
     for label, items in (("Duplicates (counted once)", board.duplicates),
@@ -389,6 +433,7 @@ def write_leaderboard(runs_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     files = {
         "leaderboard.csv": _csv([group_row(t, g) for t in board.tracks for g in t.groups], CSV_COLUMNS),
         "runs.csv": _csv([_run_row(t, r) for t in board.tracks for g in t.groups for r in g.runs], RUN_COLUMNS),
+        "paired.csv": _csv([row for t in board.tracks for row in pair_rows(t)], PAIR_COLUMNS),
         "LEADERBOARD.md": render_markdown(board),
     }
     written = []
