@@ -7,10 +7,13 @@ import argparse
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "leaderboard", help="group runs over seeds and write leaderboard.csv, LEADERBOARD.md and pareto.png",
-        description="Read every run folder under RUNS (summary.json, metrics.csv, recipe.yaml), group the runs "
-        "of one model and recipe over seeds (mean and std of test top-1), and write leaderboard.csv, "
-        "LEADERBOARD.md and pareto.png (accuracy against cost) to --out.")
+        "leaderboard", help="rank runs by track with paired differences and write LEADERBOARD.md, CSVs and pareto.png",
+        description="Read every run folder under RUNS, at any depth (summary.json, metrics.csv, recipe.yaml); "
+        "group the runs into tracks (dataset, image size, epochs, training images, recipe folder, from scratch "
+        "or fine-tuned, protocol) and each track's recipes over seeds (test top-1 mean and std, one run per "
+        "seed); compare every variant with the track's plain model on the same seeds (mean paired difference, "
+        "95% t interval); write leaderboard.csv, runs.csv, paired.csv, LEADERBOARD.md and pareto.png (one "
+        "panel per track) to --out.")
     parser.add_argument("runs", nargs="?", default="runs", help="folder of run folders")
     parser.add_argument("--out", default="results", help="output folder")
     parser.set_defaults(func=run)
