@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from attnzoo.errors import AttnzooError, DatasetNotFoundError
 from attnzoo.evaluate.datasets import open_dataset
 from attnzoo.evaluate.flops import MAC_CONVENTION, MacCount, count_macs
 from attnzoo.evaluate.loading import load_eval_model
-from attnzoo.evaluate.throughput import measure_peak_memory, measure_throughput, num_threads
+from attnzoo.evaluate.throughput import Throughput, measure_peak_memory, measure_side_by_side, num_threads
 
 
 class ClassCountError(AttnzooError, ValueError):
@@ -86,34 +87,26 @@ def count_macs_checked(model: nn.Module, input_size: tuple[int, int, int]) -> Ma
                              "--img-size it was built for") from None
 
 
-def measure_cost(
-    model: nn.Module,
-    input_size: tuple[int, int, int],
-    *,
-    batch_size: int = 32,
-    threads: int | None = None,
-    runs: int = 5,
-) -> dict:
-    """Params, GMACs (total and inside attention modules), throughput and peak memory of ``model``."""
+def measure_size(model: nn.Module, input_size: tuple[int, int, int], *, batch_size: int = 32,
+                 threads: int | None = None) -> dict:
+    """Params, GMACs (total and inside attention modules) and peak memory of ``model``."""
     macs = count_macs_checked(model, input_size)
-    speed = measure_throughput(model, input_size, batch_size=batch_size, threads=threads, runs=runs)
     with num_threads(threads):
         memory = measure_peak_memory(model, input_size, batch_size=batch_size)
     return {
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "gmacs": macs.gmacs,
         "attn_gmacs": macs.attention(model) / 1e9,
-        "img_per_s": speed.img_per_s,
-        "ms_per_img": speed.ms_per_img,
-        "cpu_ms_per_img": speed.cpu_ms_per_img,
-        "batch_size": batch_size,
-        "threads": speed.threads,
-        "timed_runs": runs,
         "peak_mem_mib": memory.mib,
-        "device": speed.device,
         "memory_method": memory.method,
-        "mac_convention": MAC_CONVENTION,
     }
+
+
+def speed_columns(speed: Throughput, ratio: float) -> dict:
+    """A row's speed columns: absolute, and relative to the first model timed beside it."""
+    return {"img_per_s": speed.img_per_s, "ms_per_img": speed.ms_per_img, "cpu_ms_per_img": speed.cpu_ms_per_img,
+            "time_vs_first": ratio, "batch_size": speed.batch_size, "threads": speed.threads,
+            "timed_runs": speed.runs, "device": speed.device}
 
 
 def check_classes(n: int, model: nn.Module, name: str, data: str) -> None:
@@ -137,10 +130,16 @@ def run_img_size(checkpoint: str | None) -> int | None:
         return None
 
 
-def evaluate(
-    name: str,
+def evaluate(name: str, *, checkpoint: str | None = None, **options: Any) -> dict:
+    """One row describing model ``name``: accuracy on ``data`` (None: cost only) and its cost; ``options``
+    as for :func:`evaluate_side_by_side`."""
+    return evaluate_side_by_side([name], checkpoints=[checkpoint], **options)[0]
+
+
+def evaluate_side_by_side(
+    names: Sequence[str],
     *,
-    checkpoint: str | None = None,
+    checkpoints: Sequence[str | None] | None = None,
     data: str | None = None,
     img_size: int | None = None,
     batch_size: int = 32,
@@ -150,30 +149,42 @@ def evaluate(
     runs: int = 5,
     workers: int = 0,
     progress: bool = False,
-) -> dict:
-    """One row describing model ``name``: accuracy on ``data`` (None: cost only) and its cost.
+) -> list[dict]:
+    """One row per model: accuracy on ``data`` (None: cost only) and cost, with the models' speeds timed
+    in turn in the same rounds, so that each row's ``time_vs_first`` holds on a busy machine. Speed is
+    timed with ``threads`` threads, one unless given (one thread's CPU time is the work a model needs);
+    accuracy runs with ``threads`` or torch's choice.
 
     ``data`` is ``"fashion-mnist"`` (test split) or an image folder with one subfolder per class. The image
     size defaults to the run's (a checkpoint inside a run folder), else 28 for Fashion-MNIST, else the
     model's pretrained config.
     """
-    model = load_eval_model(name, checkpoint, num_classes=num_classes).to(device)
-    if img_size is None:
-        img_size = run_img_size(checkpoint) or (28 if data == "fashion-mnist" else None)
-    input_size = input_size_of(model, img_size)
-    count_macs_checked(model, input_size)  # a wrong size fails here, before minutes of evaluation
-    row: dict = {"model": name, "checkpoint": str(checkpoint) if checkpoint else None, "data": data,
-                 "img_size": input_size[-1], "in_chans": input_size[0], "num_classes": model.num_classes}
-    with num_threads(threads):
-        if data is not None:
-            dataset = open_dataset(data, model, input_size, batch_size, workers)
-            check_classes(dataset.num_classes, model, name, data)
-            accuracy = measure_accuracy(model, dataset.batches, progress=progress)
-            row.update(top1=accuracy.top1, top5=accuracy.top5, loss=accuracy.loss, images=accuracy.images)
-        else:
-            row.update(top1=None, top5=None, loss=None, images=0)
-        row.update(measure_cost(model, input_size, batch_size=batch_size, threads=threads, runs=runs))
-    return row
+    checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(names)
+    rows, models, sizes = [], [], []
+    for name, checkpoint in zip(names, checkpoints):
+        model = load_eval_model(name, checkpoint, num_classes=num_classes).to(device)
+        size = img_size or run_img_size(checkpoint) or (28 if data == "fashion-mnist" else None)
+        input_size = input_size_of(model, size)
+        count_macs_checked(model, input_size)  # a wrong size fails here, before minutes of evaluation
+        row: dict = {"model": name, "checkpoint": str(checkpoint) if checkpoint else None, "data": data,
+                     "img_size": input_size[-1], "in_chans": input_size[0], "num_classes": model.num_classes}
+        with num_threads(threads):
+            if data is not None:
+                dataset = open_dataset(data, model, input_size, batch_size, workers)
+                check_classes(dataset.num_classes, model, name, data)
+                accuracy = measure_accuracy(model, dataset.batches, progress=progress)
+                row.update(top1=accuracy.top1, top5=accuracy.top5, loss=accuracy.loss, images=accuracy.images)
+            else:
+                row.update(top1=None, top5=None, loss=None, images=0)
+        row.update(measure_size(model, input_size, batch_size=batch_size, threads=threads))
+        rows.append(row)
+        models.append(model)
+        sizes.append(input_size)
+    speeds, ratios = measure_side_by_side(models, sizes, batch_size=batch_size, runs=runs,
+                                          threads=threads if threads is not None else 1)
+    for row, speed, ratio in zip(rows, speeds, ratios):
+        row.update(speed_columns(speed, ratio), mac_convention=MAC_CONVENTION)
+    return rows
 
 
 def _fmt(value, digits: int) -> str:
@@ -185,7 +196,7 @@ def _fmt(value, digits: int) -> str:
 TABLE_COLUMNS = [  # (row key, header, decimals)
     ("model", "model", 0), ("input", "input", 0), ("top1", "top-1 %", 2), ("top5", "top-5 %", 2), ("loss", "loss", 4),
     ("params_m", "params M", 2), ("gmacs", "GMACs", 4), ("attn_gmacs", "attn GMACs", 4),
-    ("img_per_s", "img/s", 1), ("ms_per_img", "ms/img", 2), ("cpu_ms_per_img", "CPU ms/img", 2),
+    ("time_vs_first", "time vs 1st", 3), ("img_per_s", "img/s", 1), ("ms_per_img", "ms/img", 2),
     ("peak_mem_mib", "peak MiB", 1),
 ]
 
@@ -202,9 +213,11 @@ def format_table(rows: Sequence[dict]) -> str:
     lines += [
         "",
         f"{first['mac_convention']}, per image at the input size shown.",
-        f"img/s, ms/img: wall clock, median of {first['timed_runs']} timed forward passes at batch "
-        f"{first['batch_size']} after warm-up, {first['threads']} thread{'s' if first['threads'] != 1 else ''}, "
-        f"{first['device']}; CPU ms/img: process CPU time of the same passes (steadier on a shared machine).",
+        f"Speed: forward passes at batch {first['batch_size']}, {first['threads']} "
+        f"thread{'s' if first['threads'] != 1 else ''}, {first['device']}, the models timed in turn for "
+        f"{first['timed_runs']} rounds after warm-up. time vs 1st: the CPU time of a pass relative to the "
+        "first row's in the same round, median over rounds (with 1 thread it holds on a busy machine); "
+        "img/s, ms/img: wall-clock medians, comparable between runs only on an idle machine.",
         f"peak MiB: {first['memory_method']}, batch {first['batch_size']}.",
     ]
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 Speed: forward passes on a random batch under ``torch.inference_mode``, after warm-up, reporting the
 median of several timed runs (the median resists the interference of other processes on shared
-machines) and the thread count used. Peak memory: bytes the torch allocator holds at its peak during
+machines) and the thread count used. Several models are timed in turn, round by round, so that a load
+which comes and goes slows them alike; their one-thread CPU times relative to the first model's, taken
+within each round, hold on a busy machine where the wall-clock numbers do not. Peak memory: bytes the torch allocator holds at its peak during
 one forward pass beyond what was allocated before it (weights and input excluded): on CUDA from
 ``torch.cuda.max_memory_allocated``; on CPU, where the allocator keeps no statistics, by replaying the
 allocation events of the PyTorch profiler in time order.
@@ -14,7 +16,7 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +83,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# A timed sample spans at least this long (several passes of a fast model), so that scheduler noise on a
+# busy machine is small against it; MAX_PASSES bounds the passes per sample.
+MIN_SAMPLE_S = 0.1
+MAX_PASSES = 100
+
+
 def measure_throughput(
     model: nn.Module,
     input_size: tuple[int, int, int],
@@ -91,33 +99,58 @@ def measure_throughput(
     threads: int | None = None,
 ) -> Throughput:
     """Images per second of eval-mode inference at ``batch_size`` on the model's device."""
-    device = _device_of(model)
-    x = torch.randn((batch_size, *input_size), device=device)
-    was_training = model.training
-    model.eval()
-    wall, cpu = [], []
+    speeds, _ = measure_side_by_side([model], [input_size], batch_size=batch_size, warmup=warmup, runs=runs,
+                                     threads=threads)
+    return speeds[0]
+
+
+def measure_side_by_side(
+    models: Sequence[nn.Module],
+    input_sizes: Sequence[tuple[int, int, int]],
+    *,
+    batch_size: int = 32,
+    warmup: int = 2,
+    runs: int = 5,
+    threads: int | None = None,
+) -> tuple[list[Throughput], list[float]]:
+    """Throughput of each model, timed in turn (``runs`` rounds after ``warmup`` passes each; in a round,
+    each model runs as many passes as fill about ``MIN_SAMPLE_S``), and each model's time relative to the
+    first's: the median over rounds of the ratio of process CPU times within a round. With one thread, CPU
+    time is the work a pass needs, barely changed by other processes on the cores, and pairing within a
+    round cancels what is left of a load that changes from round to round."""
+    inputs = [torch.randn((batch_size, *size), device=_device_of(m)) for m, size in zip(models, input_sizes)]
+    modes = [m.training for m in models]
+    wall: list[list[float]] = [[] for _ in models]
+    cpu: list[list[float]] = [[] for _ in models]
+    passes = [1] * len(models)
     try:
+        for m in models:
+            m.eval()
         with num_threads(threads) as used, torch.inference_mode():
             for i in range(warmup + runs):
-                _sync(device)
-                start, start_cpu = time.perf_counter(), time.process_time()
-                model(x)
-                _sync(device)
-                if i >= warmup:
-                    wall.append(time.perf_counter() - start)
-                    cpu.append(time.process_time() - start_cpu)
+                for k, (model, x) in enumerate(zip(models, inputs)):
+                    _sync(x.device)
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    for _ in range(passes[k]):
+                        model(x)
+                    _sync(x.device)
+                    seconds = (time.perf_counter() - start) / passes[k]
+                    if i >= warmup:
+                        wall[k].append(seconds)
+                        cpu[k].append((time.process_time() - start_cpu) / passes[k])
+                    elif i == warmup - 1:  # the last warm-up pass sizes the timed rounds
+                        passes[k] = max(1, min(MAX_PASSES, round(MIN_SAMPLE_S / max(seconds, 1e-9))))
     finally:
-        model.train(was_training)
-    median = statistics.median(wall)
-    return Throughput(
-        img_per_s=batch_size / median,
-        ms_per_batch=median * 1e3,
-        cpu_ms_per_batch=statistics.median(cpu) * 1e3,
-        batch_size=batch_size,
-        threads=used,
-        runs=runs,
-        device=str(device),
-    )
+        for m, mode in zip(models, modes):
+            m.train(mode)
+    speeds = [
+        Throughput(img_per_s=batch_size / statistics.median(w), ms_per_batch=statistics.median(w) * 1e3,
+                   cpu_ms_per_batch=statistics.median(c) * 1e3, batch_size=batch_size, threads=used, runs=runs,
+                   device=str(x.device))
+        for w, c, x in zip(wall, cpu, inputs)
+    ]
+    ratios = [statistics.median(t / t0 for t, t0 in zip(c, cpu[0])) for c in cpu]
+    return speeds, ratios
 
 
 @contextlib.contextmanager

@@ -57,17 +57,15 @@ def train_variant(name: str, args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnzoo.evaluate.evaluate import evaluate, format_table
+    from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table
 
     names = variants(args.backbone)
     if args.no_train:
-        rows = [evaluate(name, img_size=args.img_size) for name in names]
+        rows = evaluate_side_by_side(names, img_size=args.img_size)
     else:
-        rows = []
-        for name in names:
-            checkpoint = train_variant(name, args)
-            print(f"evaluating {name} on the Fashion-MNIST test set", file=sys.stderr, flush=True)
-            rows.append(evaluate(name, checkpoint=str(checkpoint), data="fashion-mnist"))
+        checkpoints = [str(train_variant(name, args)) for name in names]
+        print(f"evaluating {', '.join(names)} on the Fashion-MNIST test set", file=sys.stderr, flush=True)
+        rows = evaluate_side_by_side(names, checkpoints=checkpoints, data="fashion-mnist")
     print(format_table(rows))
     if not args.no_train:
         print(f"Runs in {args.output}/; a short schedule, so compare the variants with each other, not with "

@@ -18,9 +18,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "in a run folder; else 28 for fashion-mnist; else the model's config)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size for evaluation and timing")
     parser.add_argument("--num-classes", type=int, help="reset the classifier head to this many classes")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice for accuracy, 1 for timing, whose "
+                        "CPU time then measures the work a model needs even on a busy machine)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--runs", type=int, default=5, help="timed forward passes; the median is reported")
+    parser.add_argument("--runs", type=int, default=5, help="timing rounds (each model once per round, in "
+                        "turn); medians are reported")
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     parser.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
@@ -29,17 +31,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import CheckpointError
-    from attnzoo.evaluate.evaluate import evaluate, format_table, write_rows
+    from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table, write_rows
 
     if args.checkpoint and len(args.models) > 1:
         raise CheckpointError(f"--checkpoint {args.checkpoint} fits one model, got {len(args.models)}; "
                               "evaluate the models one at a time")
-    rows = [
-        evaluate(name, checkpoint=args.checkpoint, data=None if args.no_data else args.data,
-                 img_size=args.img_size, batch_size=args.batch_size, num_classes=args.num_classes,
-                 threads=args.threads, device=args.device, runs=args.runs, workers=args.workers, progress=True)
-        for name in args.models
-    ]
+    rows = evaluate_side_by_side(
+        args.models, checkpoints=[args.checkpoint] * len(args.models), data=None if args.no_data else args.data,
+        img_size=args.img_size, batch_size=args.batch_size, num_classes=args.num_classes, threads=args.threads,
+        device=args.device, runs=args.runs, workers=args.workers, progress=True)
     print(format_table(rows))
     write_rows(rows, json_path=args.json, csv_path=args.csv)
     return 0
