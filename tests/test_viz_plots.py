@@ -72,26 +72,44 @@ def test_image_figure_is_written_and_not_blank(tmp_path):
                        prediction=int(logits[1].argmax()), class_names=FASHION_MNIST_CLASSES)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0].startswith("input\nlabel: Dress")
-    overlays = [t for t in titles if t.startswith("stage ")]
-    assert overlays == [f"stage {s} cbam\nstages.{s - 1}.attn" for s in (1, 2, 3)]
+    overlays = [t for t in titles if t.startswith("CBAM")]
+    assert overlays == [f"CBAM spatial gate, stage {s}\n{n}x{n} map" for s, n in ((1, 28), (2, 14), (3, 7))]
     rows = [t for t in titles if t.startswith("stages.")]
     assert rows == ["stages.0 (32, 14, 14)\nch 0", "stages.2 (128, 3, 3)\nch 0"]
     assert_png_not_blank(save_figure(fig, tmp_path / "deep" / "image.png"))
 
 
-def test_excitation_figure_draws_a_line_per_class_per_stage(tmp_path):
+def test_excitation_figure_shows_the_mean_gate_and_a_class_deviation_map_per_stage(tmp_path):
     model = cnn3("se")
     captured, _ = capture(model, torch.randn(20, 1, 28, 28), keys={"channel"})
     fig = excitation_figure(captured, torch.arange(20) % 4, class_names=FASHION_MNIST_CLASSES)
-    panels = [ax for ax in fig.axes if ax.lines]
-    assert [ax.get_title() for ax in panels if ax.get_title()] == [
-        f"stage {s} se: stages.{s - 1}.attn" for s in (1, 2, 3)
-    ]
-    assert len(panels) == 6 and all(len(ax.lines) == 4 + 1 for ax in panels)  # 4 classes + all / zero line
-    bottom = panels[3]  # row-major: the three gate panels, then the three deviation panels
-    deviations = sum(line.get_ydata() for line in bottom.lines[:4])
-    np.testing.assert_allclose(deviations, 0, atol=1e-6)  # equal class sizes: deviations cancel
+    tops = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in tops] == [f"SE channel gate, stage {s}, {c} channels"
+                                               for s, c in ((1, 32), (2, 64), (3, 128))]
+    maps = [ax.images[0] for ax in fig.axes if ax.images]
+    assert [m.get_array().shape for m in maps] == [(4, 32), (4, 64), (4, 128)]  # classes x channels
+    deviations = np.asarray(maps[0].get_array())
+    assert np.isfinite(deviations).all() and np.abs(deviations).max() > 0
+    np.testing.assert_allclose(deviations.sum(0), 0, atol=1e-6)  # equal class sizes: deviations cancel
+    low, high = maps[0].get_clim()
+    assert low == -high and high >= 0.01  # symmetric, and tiny differences stay pale
+    heat_axes = next(ax for ax in fig.axes if ax.images)
+    assert [t.get_text() for t in heat_axes.get_yticklabels()] == list(FASHION_MNIST_CLASSES[:4])
     assert_png_not_blank(save_figure(fig, tmp_path / "excitation.png"))
+
+
+def test_one_position_maps_are_explained_not_drawn_as_flat_squares():
+    model = attnzoo.build_model("resnet18_cbam", num_classes=10, in_chans=1, zero_init_last=False).eval()
+    x = torch.randn(2, 1, 28, 28)  # stage 4 of the standard stem: 1x1
+    captured, _ = capture(model, x, ["layer3", "layer4"])
+    fig = image_figure(captured, x, 0, channels=4)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "CBAM spatial gate, stage 4\n1x1 map" in titles
+    stage4 = fig.axes[titles.index("CBAM spatial gate, stage 4\n1x1 map")]
+    assert not stage4.images and "single" in stage4.texts[0].get_text()
+    layer4 = fig.axes[titles.index("layer4 (512, 1, 1)\nchannel values")]
+    assert len(layer4.patches) == 512 and not layer4.images
+    assert "layer3 (256, 2, 2)\nch 0" in titles
 
 
 def test_no_excitation_figure_without_channel_gates():

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -20,6 +19,18 @@ from attnzoo.viz.capture import AttentionMaps, Capture
 
 OVERLAY_CMAP = "jet"
 FEATURE_CMAP = "viridis"
+DEVIATION_CMAP = "RdBu_r"
+MIN_DEVIATION_SCALE = 0.01
+ATTENTION_NAMES = {"se": "SE", "cbam": "CBAM", "cbam_channel": "CBAM channel", "cbam_spatial": "CBAM spatial",
+                   "eca": "ECA", "coord": "coordinate attention", "simam": "SimAM", "mhsa": "self-attention"}
+
+
+def gate_title(item: AttentionMaps, gate: str) -> str:
+    """What a panel shows, in the papers' terms: e.g. "CBAM spatial gate, stage 2" (the figures show the
+    last attention module of each stage; its module path is a timm slot name such as ``layer2.1.se``)."""
+    kind = ATTENTION_NAMES.get(item.kind, item.kind)
+    gate = "" if gate in kind else f" {gate}"
+    return f"{kind}{gate} gate, stage {item.stage}"
 
 
 def display_image(image: torch.Tensor) -> np.ndarray:
@@ -88,11 +99,18 @@ def image_figure(
     axes[0, 0].set_title("input\n" + "\n".join(caption), fontsize=8)
 
     size = picture.shape[:2]
-    for ax, (stage, item) in zip(axes[0, 1:], spatial.items()):
-        heat = F.interpolate(item.spatial()[index : index + 1], size=size, mode="bilinear", align_corners=False)
+    for ax, item in zip(axes[0, 1:], spatial.values()):
+        gate = item.spatial()[index : index + 1]
+        panel = f"{gate_title(item, 'spatial')}\n{gate.shape[-2]}x{gate.shape[-1]} map"
+        if gate.shape[-2:].numel() == 1:  # one position: a single number, nothing to locate
+            ax.set_title(panel, fontsize=7)
+            ax.text(0.5, 0.5, f"one position at this depth:\nthe gate is a single\nvalue ({float(gate):.3g})",
+                    ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            continue
+        heat = F.interpolate(gate, size=size, mode="bilinear", align_corners=False)
         ax.imshow(picture, cmap=gray)
         shown = ax.imshow(heat[0, 0].numpy(), cmap=OVERLAY_CMAP, alpha=0.5, **_colour_range(heat))
-        ax.set_title(f"stage {stage} {item.kind}\n{item.name}", fontsize=7)
+        ax.set_title(panel, fontsize=7)
         # Below the map, so the columns of the feature rows stay aligned with the overlays.
         bar = fig.colorbar(shown, ax=ax, location="bottom", fraction=0.05, pad=0.02, format="%.3g")
         bar.ax.xaxis.set_major_locator(MaxNLocator(3))
@@ -100,6 +118,9 @@ def image_figure(
 
     for row, layer in zip(axes[1:], layers):
         maps = captured.features[layer][index]
+        if maps.shape[-2:].numel() == 1:  # 1x1 maps would be flat squares: plot the channel values instead
+            _channel_values(row[0], maps[:, 0, 0], f"{layer} {tuple(maps.shape)}\nchannel values")
+            continue
         shown_maps = maps[:channels]
         scale = _colour_range(shown_maps)
         for channel, ax in enumerate(row[: len(shown_maps)]):
@@ -112,6 +133,15 @@ def image_figure(
     return fig
 
 
+def _channel_values(ax, values: torch.Tensor, title: str) -> None:
+    """Every channel's value of a 1x1 feature map, as bars over the channel index."""
+    ax.set_axis_on()
+    ax.bar(np.arange(len(values)), values.numpy(), width=1.0, color="tab:blue")
+    ax.set_title(title, fontsize=7)
+    ax.set_xlabel("channel", fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
 def excitation_figure(
     captured: Capture,
     labels: torch.Tensor,
@@ -122,9 +152,10 @@ def excitation_figure(
     """Per stage, the mean channel gate per class (the SE paper's excitation plots); None without gates.
 
     For each stage's last module with a channel gate, two panels over the channel index: on top the gate
-    averaged over the images of each class (one line per class, dashed black over all images), on the
-    same 0..1 scale as the SE paper; below, each class's mean minus the mean over all images, on its own
-    scale. Where the class lines coincide the gate ignores the class; where they part it is class-specific.
+    averaged over all images (black) and the range the class means span (grey band), on the SE paper's
+    0..1 scale; below, a heat map of each class's mean minus the mean over all images (one row per class,
+    red above, blue below, on a scale symmetric about 0). A narrow band and a pale map: the gate ignores
+    the class; a wide band and strong rows: it is class-specific, and the rows say for which classes.
     """
     gates = last_per_stage(captured, "channel")
     if not gates:
@@ -137,28 +168,32 @@ def excitation_figure(
         axes[-2, empty % ncols].set_axis_off()
         axes[-1, empty % ncols].set_axis_off()
     classes = sorted(int(c) for c in labels.unique())
-    colours = colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    for n, (stage, item) in enumerate(gates.items()):
+    for n, item in enumerate(gates.values()):
         top, bottom = axes[2 * (n // ncols), n % ncols], axes[2 * (n // ncols) + 1, n % ncols]
-        bottom.sharex(top)
-        top.tick_params(labelbottom=False)
         gate = item.channel()
         overall = gate.mean(0)
+        means = torch.stack([gate[labels == cls].mean(0) for cls in classes])
         x = np.arange(gate.shape[1])
-        for k, cls in enumerate(classes):
-            mean = gate[labels == cls].mean(0)
-            style = dict(lw=0.8, color=colours(k % colours.N), label=_label(cls, class_names))
-            top.plot(x, mean.numpy(), **style)
-            bottom.plot(x, (mean - overall).numpy(), **style)
-        top.plot(x, overall.numpy(), lw=1.0, color="black", ls="--", label="all")
-        bottom.axhline(0, lw=0.8, color="black", ls="--")
-        top.set_title(f"stage {stage} {item.kind}: {item.name}", fontsize=9)
+        top.fill_between(x, means.min(0).values.numpy(), means.max(0).values.numpy(), step="mid", color="0.7",
+                         lw=0, label="range of the class means")
+        top.plot(x, overall.numpy(), lw=0.8, color="black", drawstyle="steps-mid", label="all images")
+        top.set_title(f"{gate_title(item, 'channel')}, {gate.shape[1]} channels", fontsize=9)
         top.set_ylabel("mean gate")
         top.set_ylim(-0.02, 1.02)
-        bottom.set_ylabel("class mean - all")
+        top.set_xlim(-0.5, len(x) - 0.5)
+        top.tick_params(labelbottom=False)
+        deviation = (means - overall).numpy()
+        # At least MIN_DEVIATION_SCALE: smaller differences of a 0..1 gate are noise, shown pale.
+        limit = max(float(np.abs(deviation).max()), MIN_DEVIATION_SCALE)
+        shown = bottom.imshow(deviation, aspect="auto", interpolation="nearest", cmap=DEVIATION_CMAP,
+                              vmin=-limit, vmax=limit, extent=(-0.5, len(x) - 0.5, len(classes) - 0.5, -0.5))
+        bottom.set_yticks(range(len(classes)), [_label(cls, class_names) for cls in classes], fontsize=7)
         bottom.set_xlabel("channel")
+        bottom.set_title("class mean - mean over all images", fontsize=8)
+        bar = fig.colorbar(shown, ax=bottom, fraction=0.05, pad=0.02, format="%.2g")
+        bar.ax.tick_params(labelsize=7)
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside right center", fontsize=8)
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
 
