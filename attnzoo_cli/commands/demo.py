@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="train a backbone's plain/SE/CBAM variants briefly on Fashion-MNIST and compare them",
         description="Train BACKBONE, BACKBONE_se and BACKBONE_cbam on Fashion-MNIST with one short recipe, "
                     "then print test top-1, params, GMACs and speed side by side.")
-    parser.add_argument("backbone", nargs="?", default="cnn3", help="backbone whose plain, _se and _cbam variants are compared, e.g. cnn3, resnet18, "
-                        "mobilenetv2_100")
+    parser.add_argument("backbone", nargs="?", default="cnn3", help="backbone whose plain, _se and _cbam "
+                        "variants are compared, e.g. cnn3, resnet18, mobilenetv2_100")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per variant")
     parser.add_argument("--max-steps", type=int, help="stop each variant after N steps (a quick look)")
     parser.add_argument("--output", default="runs/demo", help="folder for the runs")
