@@ -13,7 +13,14 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct, create_act_layer
 from torch import nn
 
-from attnzoo.attention.fused import ChannelPool, channel_then_spatial_gate, may_gate_in_place, spatial_mean, weighted_channel_mean
+from attnzoo.attention.fused import (
+    ChannelPool,
+    channel_then_spatial_gate,
+    may_gate_in_place,
+    runs_eagerly,
+    spatial_mean,
+    weighted_channel_mean,
+)
 from attnzoo.attention.identity import gate_for, zero_
 from attnzoo.attention.registry import register_attention
 from attnzoo.attention.se import ChannelExcitation
@@ -24,13 +31,17 @@ class CbamChannel(ChannelExcitation):
     """CBAM's channel gate alone; the bottleneck is exactly C/r, as in the paper's parameter counts."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+            return self.forward_eager(x)
+        return x * self.attention_maps(x)["channel"][:, :, None, None]
+
+    def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
         g = self.gate_of(x)[:, :, None, None]
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
     def gate_of(self, x: torch.Tensor) -> torch.Tensor:
-        """The channel gate (B, C) for input ``x``: attention_maps' value, by the fastest route."""
-        if torch.compiler.is_compiling():  # the compiler fuses the plain reductions
-            return self.gate_from_pooled(x.mean((2, 3)), x.amax((2, 3)))
+        """The channel gate (B, C) for input ``x`` by the fastest eager route."""
         if torch.is_grad_enabled():
             return self.gate_from_pooled(*ChannelPool.apply(x))
         return self.gate_from_pooled(spatial_mean(x), x.amax((2, 3)))
@@ -73,6 +84,12 @@ class CbamSpatial(nn.Module):
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+            return self.forward_eager(x)
+        return x * self.attention_maps(x)["spatial"]
+
+    def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward``, gating in place where :func:`~attnzoo.attention.fused.may_gate_in_place` allows."""
         g = self.attention_maps(x)["spatial"]
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
@@ -83,7 +100,7 @@ class CbamSpatial(nn.Module):
 
     def gate_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """The gate (B, 1, H, W) from the channel-mean and channel-max maps stacked as (B, 2, H, W)."""
-        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if torch.is_grad_enabled() and not torch.jit.is_scripting() and runs_eagerly(maps):
             # channels_last makes oneDNN's backward of this 2-to-1 channel conv several times faster on CPU
             maps = maps.contiguous(memory_format=torch.channels_last)
         return self.gate(self.conv(maps))
@@ -118,10 +135,13 @@ class Cbam(nn.Module):
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Three routes to the same function (see docs/performance.md): a compiler fuses the plain form;
-        # training saves only x (attnzoo.attention.fused); inference gates in place what it may.
-        if torch.compiler.is_compiling():
-            return self.spatial(self.channel(x))
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+            return self.forward_eager(x)
+        return self.spatial(self.channel(x))
+
+    def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` by the eager routes (docs/performance.md): training saves only ``x``
+        (:mod:`attnzoo.attention.fused`); inference gates in place what it may."""
         c = self.channel.gate_of(x)[:, :, None, None]
         if torch.is_grad_enabled():
             return channel_then_spatial_gate(x, c, self.spatial.gate_from_maps)

@@ -1,5 +1,12 @@
 """Cheap gating: in-place gating where nobody can see it, and lean autograd nodes for SE and CBAM.
 
+These are eager-only routes. Every module computes one function, its plain formulation (the paper's
+arithmetic in ordinary torch ops); under FX, TorchScript, ``torch.jit.trace``, ``torch.export`` and
+``torch.compile`` that formulation is all a tracer, exporter or compiler sees (:func:`runs_eagerly`), so
+their graphs hold ordinary aten ops (ONNX-, quantization- and feature-extraction-friendly), inductor fuses
+them, and no decision taken here (in place or not) is baked into a graph that is then run differently. In
+an eager forward the module takes the cheaper route below, which computes the same values.
+
 Inference: gating ``x * g`` allocates and writes a full-size tensor, which on a CPU costs more than the
 pooling before it. When a module sits in a block slot whose input is a temporary that the block never
 reads again (timm's ResNet and EfficientNet blocks, attnzoo's cnn3), surgery sets its ``gate_in_place``
@@ -14,6 +21,10 @@ second full-size activation next to ``x``. :class:`ChannelGatedPool` and :class:
 only ``x`` and the small gates, recompute ``y`` in backward (one multiply), and turn backward's full-size
 reductions into matrix products; :class:`ChannelPool` gives CBAM's descriptors a one-pass backward. The
 arithmetic is the paper's; only what is kept between forward and backward, and how it is reduced, changes.
+
+Why not ``torch.library.custom_op``: an opaque operator cannot return its input updated in place (the
+inference saving), inductor cannot fuse into it (the compiled speed), and ONNX and TorchScript consumers
+would need a translation for it; the plain formulation under tracing gives every consumer ordinary ops.
 """
 
 from __future__ import annotations
@@ -24,18 +35,27 @@ from torch.autograd.function import FunctionCtx
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 
+def runs_eagerly(x: torch.Tensor) -> bool:
+    """Whether ``x`` flows through an eager forward, where the fast routes of this module may run.
+
+    False while FX traces (``x`` is a ``torch.fx.Proxy``), while ``torch.jit.trace`` records (ONNX
+    export), and while ``torch.compile`` or ``torch.export`` trace: those consumers get the module's plain
+    formulation, written once in its ``forward``. Callers test ``not torch.jit.is_scripting()`` first, in
+    the same condition, which TorchScript evaluates while compiling and so never compiles the eager route.
+    """
+    return isinstance(x, torch.Tensor) and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+
+
 def may_gate_in_place(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``module`` may overwrite its input ``x`` with its output.
+    """Whether ``module`` may overwrite its input ``x`` with its output (asked on eager routes only).
 
     Needs the surgery's promise (``module.gate_in_place``), no autograd recording (autograd would need
-    ``x``), no compiler tracing (the compiler fuses the out-of-place form anyway), and no forward hook on
-    the module or global hook, since a hook that keeps the input (e.g. to call ``attention_maps`` on it)
-    must see it unchanged.
+    ``x``), and no forward hook on the module or global hook, since a hook that keeps the input (e.g. to
+    call ``attention_maps`` on it) must see it unchanged.
     """
     return (
         getattr(module, "gate_in_place", False)
         and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
         and not (module._forward_hooks or module._forward_pre_hooks)
         and not (_global_forward_hooks or _global_forward_pre_hooks)
         and not x.requires_grad

@@ -29,13 +29,15 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1, bias=qkv_bias)
         self.proj = nn.Conv2d(channels, channels, kernel_size=1)
 
-    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # (B, 3C, H, W) -> 3 x (B, heads, HW, C/heads)
         b, c, h, w = x.shape
-        return self.qkv(x).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).transpose(-1, -2).unbind(1)
+        qkv = self.qkv(x).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).transpose(-1, -2)
+        return qkv[:, 0], qkv[:, 1], qkv[:, 2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(*self._qkv(x))
+        q, k, v = self._qkv(x)
+        out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(x.shape))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ import torch
 from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
-from attnzoo.attention.fused import MeanGated, may_gate_in_place
+from attnzoo.attention.fused import MeanGated, may_gate_in_place, runs_eagerly
 from attnzoo.attention.identity import gate_for, zero_
 from attnzoo.attention.registry import register_attention
 
@@ -69,7 +69,13 @@ class SqueezeExcite(ChannelExcitation):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # timm's SEModule's exact arithmetic, so that timm's seresnet* weights give identical logits
-        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+            return self.forward_eager(x)
+        return x * self.excite(x.mean((2, 3), keepdim=True))
+
+    def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
+        if torch.is_grad_enabled():
             return MeanGated.apply(x, self.excite, *self.parameters())
         g = self.excite(x.mean((2, 3), keepdim=True))
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
