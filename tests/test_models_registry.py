@@ -9,6 +9,7 @@ import timm
 import torch
 
 import attnzoo
+from attention_helpers import assert_attention_matters, awake_model
 from attnzoo.attention import get_attention_class
 from attnzoo.errors import CheckpointError, UnknownModelError
 from attnzoo.models import build_model, load_model, load_weights, model_config, save_weights
@@ -67,14 +68,15 @@ def test_forward_features_and_reset_classifier_still_work():
 
 
 def test_jit_trace_and_compile_reproduce_eager_outputs():
-    model = timm.create_model("resnet18_cbam", num_classes=4).eval()
+    model = awake_model("resnet18_cbam", num_classes=4)  # tests/test_tracing.py: every attention and tracer
     x = torch.randn(2, 3, 32, 32)
+    assert_attention_matters(model, x)
     with torch.no_grad():
-        eager = model(x)
-        traced = torch.jit.trace(model, x)(x)
+        eager = model(x.clone())
+        traced = torch.jit.trace(model, x.clone())(x)
         compiled = torch.compile(model, backend="eager", fullgraph=True)(x)
-    assert torch.allclose(traced, eager, atol=1e-5)
-    assert torch.allclose(compiled, eager, atol=1e-5)
+    torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
 
 
 def test_small_input_stem_keeps_resolution():

@@ -1,0 +1,63 @@
+"""Helpers for tests whose meaning depends on attention: models whose attention sees non-zero input.
+
+timm zero-initialises the last BN of every residual branch, so on a fresh ResNet each attention module
+gates zeros and any comparison of outputs compares 0 with 0. :func:`wake` gives every BN non-trivial
+weights and statistics; :func:`assert_attention_matters` proves, per test, that the attention then
+changes the output.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import timm
+import torch
+from torch import nn
+
+import attnzoo
+from attnzoo.attention import get_attention_class
+
+ATTENTION_CLASSES = tuple(get_attention_class(name) for name in attnzoo.list_attentions())
+
+
+def wake(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm random affine weights and running statistics (in place); returns ``model``."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+            bn.weight.copy_(torch.rand(bn.weight.shape, generator=generator) + 0.5)
+            bn.bias.copy_(torch.randn(bn.bias.shape, generator=generator) * 0.1)
+            bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=generator) * 0.1)
+            bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=generator) + 0.5)
+    return model
+
+
+def awake_model(name: str, **kwargs) -> nn.Module:
+    """``timm.create_model(name, **kwargs)`` with :func:`wake`-ed BatchNorms, in eval mode."""
+    torch.manual_seed(0)
+    return wake(timm.create_model(name, **kwargs)).eval()
+
+
+def without_attention(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every attention module replaced by ``nn.Identity``."""
+    stripped = copy.deepcopy(model)
+    for parent in list(stripped.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ATTENTION_CLASSES):
+                setattr(parent, name, nn.Identity())
+    return stripped
+
+
+def assert_attention_matters(model: nn.Module, x: torch.Tensor, min_change: float = 1e-3) -> None:
+    """Fail unless removing the attention changes ``model``'s output on ``x`` (eval mode, no grad)."""
+    stripped = without_attention(model).eval()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            with_attn, without = model(x.clone()), stripped(x.clone())
+    finally:
+        model.train(was_training)
+    assert torch.isfinite(with_attn).all() and torch.isfinite(without).all()
+    change = (with_attn - without).abs().max().item()
+    assert change > min_change, f"removing the attention changes the output by only {change:.2e}"
