@@ -48,6 +48,13 @@ def case(request):
     return name, model
 
 
+@pytest.fixture(autouse=True)
+def _fresh_compiler():
+    """Each test compiles a new model; without a reset, dynamo's per-code-object recompile limit trips."""
+    torch.compiler.reset()
+    yield
+
+
 def eager(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():  # the in-place inference route where surgery allows it
         return model(x.clone())
