@@ -1,5 +1,7 @@
 """ONNX export: every attention on the ResNet and MobileNet families runs in onnxruntime as in PyTorch."""
 
+import json
+
 import pytest
 import timm
 import torch
@@ -40,6 +42,16 @@ def test_export_command_loads_a_checkpoint_with_its_surgery(tmp_path, capsys):
     assert out.is_file()
     assert "input 1x28x28" in capsys.readouterr().out
     assert check_onnx(model, out, input_size=(1, 28, 28)).max_abs_diff < 1e-4
+
+
+def test_export_command_takes_the_input_size_of_the_checkpoints_run_as_eval_does(tmp_path, capsys):
+    run = tmp_path / "runs" / "cnn3-s0"
+    save_weights(build_model("resnet18_se", num_classes=10, in_chans=1, small_input=True), run / "last.safetensors")
+    (run / "summary.json").write_text(json.dumps({"img_size": 32}))
+    code = main(["export", "resnet18_se", "--checkpoint", str(run / "last.safetensors"),
+                 "--onnx", str(tmp_path / "m.onnx")])
+    assert code == 0
+    assert "input 1x32x32" in capsys.readouterr().out
 
 
 def test_export_command_names_a_missing_checkpoint(tmp_path, capsys):

@@ -15,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="safetensors file or hf-hub:org/repo holding the weights")
     parser.add_argument("--num-classes", type=int, help="classifier classes (without a checkpoint)")
     parser.add_argument("--in-chans", type=int, help="input channels (without a checkpoint)")
-    parser.add_argument("--img-size", type=int, help="input side in pixels (default: the model's config)")
+    parser.add_argument("--img-size", type=int, help="input side in pixels (default, as for attnzoo eval: the "
+                        "run's, for a checkpoint in a run folder; else the model's pretrained config)")
     parser.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (slower)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="largest accepted |onnxruntime - PyTorch| logit difference")
@@ -24,11 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from attnzoo.evaluate.loading import load_eval_model
-    from attnzoo.export import ExportError, check_onnx, export_onnx, model_input_size
+    from attnzoo.evaluate.evaluate import input_size_of, run_img_size
+    from attnzoo.export import ExportError, check_onnx, export_onnx
 
     model = load_eval_model(args.model, args.checkpoint, num_classes=args.num_classes, in_chans=args.in_chans)
-    channels, h, w = model_input_size(model)
-    input_size = (channels, args.img_size, args.img_size) if args.img_size else (channels, h, w)
+    input_size = input_size_of(model, args.img_size or run_img_size(args.checkpoint))  # as `attnzoo eval`
     path = export_onnx(model, args.onnx, input_size=input_size, dynamo=args.dynamo)
     check = check_onnx(model, path, input_size=input_size)
     print(f"wrote {path} (input {'x'.join(map(str, input_size))}, dynamic batch); "
