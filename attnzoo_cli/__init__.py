@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -51,5 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AttnzooError as err:
-        print(f"attnzoo {args.command}: error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process fails alike: say it once
+            print(f"attnzoo {args.command}: error: {err}", file=sys.stderr)
         return 2
