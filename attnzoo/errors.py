@@ -43,3 +43,15 @@ class HubError(AttnzooError, RuntimeError):
 
 class ConvertError(AttnzooError, ValueError):
     """A conversion that cannot apply: unknown source, an architecture the source lacks, an output in the way."""
+
+
+class RunFolderError(AttnzooError, RuntimeError):
+    """A run folder that is in use, belongs to another run, or cannot be written (e.g. the disk is full)."""
+
+
+class DataFileError(AttnzooError, ValueError):
+    """A data file that is corrupt, truncated, or holds values its dataset cannot have."""
+
+
+class UsageError(AttnzooError, ValueError):
+    """A command-line option or function argument outside its allowed range."""

@@ -55,7 +55,12 @@ def export_onnx(
 ) -> Path:
     """Write ``model`` (in eval mode, on CPU) to ``path`` as ONNX with a dynamic batch dimension."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() or path.name in ("", ".", ".."):
+        raise ExportError(f"--onnx {path} is a folder; give a file path such as {path / 'model.onnx'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExportError(f"cannot create the folder of {path}: {err.strerror}; choose another --onnx path") from None
     input_size = input_size or model_input_size(model)
     was_training = model.training
     model.eval()
@@ -82,7 +87,11 @@ def export_onnx(
         raise ExportError(f"ONNX export of {type(model).__name__} failed: {err}".splitlines()[0]) from err
     finally:
         model.train(was_training)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {err.strerror}; choose another --onnx path") from None
     return path
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnzoo.data import load_fashion_mnist, read_idx
-from attnzoo.errors import DatasetNotFoundError
+from attnzoo.errors import DataFileError, DatasetNotFoundError
 from train_helpers import make_tiny_fashion_mnist, write_idx
 
 
@@ -33,7 +33,7 @@ def test_truncated_file_is_reported(tmp_path):
     data = gzip.open(tmp_path / "a.gz").read()
     with gzip.open(tmp_path / "a.gz", "wb") as f:
         f.write(data[:-10])
-    with pytest.raises(DatasetNotFoundError, match="truncated"):
+    with pytest.raises(DataFileError, match="truncated"):
         read_idx(tmp_path / "a.gz")
 
 

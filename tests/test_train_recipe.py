@@ -73,8 +73,8 @@ def test_defaults_merge_deeply_and_recipe_wins(tmp_path):
 
 def test_overrides_are_yaml_typed(tmp_path):
     path = _recipe(tmp_path, {"model": {"name": "resnet18"}})
-    recipe, _ = load_recipe(path, ["optim.lr=0.05", "model.stages=[3, 4]", "ema.enabled=true", "name=exp1"],
-                            seed=7)
+    recipe, _ = load_recipe(path, ["optim.lr=0.05", "model.attention=se", "model.stages=[3, 4]", "ema.enabled=true",
+                                   "name=exp1"], seed=7)
     assert recipe.optim.lr == 0.05 and recipe.model.stages == [3, 4] and recipe.ema.enabled is True
     assert recipe.name == "exp1" and recipe.seed == 7
 

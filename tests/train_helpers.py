@@ -3,7 +3,8 @@ worker that ``torchrun`` or a killable subprocess runs.
 
 Run as a script: ``python tests/train_helpers.py dump-weights RECIPE OUT_DIR`` trains and writes every
 rank's final weights; ``python tests/train_helpers.py kill-at STEP RECIPE`` trains and SIGKILLs itself
-after global step STEP.
+after global step STEP; ``python tests/train_helpers.py sigint-at STEP RECIPE`` runs ``attnzoo train
+RECIPE`` and sends itself SIGINT (Ctrl-C) while global step STEP runs.
 """
 
 from __future__ import annotations
@@ -99,11 +100,28 @@ def _kill_at(step: int, recipe_path: str) -> None:
     train(recipe, path)
 
 
+def _sigint_at(step: int, recipe_path: str) -> int:
+    from attnzoo.cli import main
+    from attnzoo.train.trainer import Trainer
+
+    original = Trainer._train_step
+
+    def interrupt_during_step(self: Trainer, x: Any, y: Any) -> None:
+        if self.progress.global_step == step - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        original(self, x, y)
+
+    Trainer._train_step = interrupt_during_step
+    return main(["train", recipe_path])
+
+
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
     if command == "dump-weights":
         _dump_weights(*rest)
     elif command == "kill-at":
         _kill_at(int(rest[0]), rest[1])
+    elif command == "sigint-at":
+        sys.exit(_sigint_at(int(rest[0]), rest[1]))
     else:
         sys.exit(f"unknown command {command}")

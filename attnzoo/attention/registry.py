@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from torch import nn
 
+from attnzoo.attention.arguments import check_channels, check_values
 from attnzoo.errors import SurgeryError, UnknownAttentionError
 
 ModuleT = TypeVar("ModuleT", bound=type[nn.Module])
@@ -71,4 +72,6 @@ def check_kwargs(name: str, kwargs: dict) -> None:
 def create_attention(name: str, channels: int, **kwargs) -> nn.Module:
     """Build attention ``name`` for ``channels`` channels, checking ``kwargs`` against its constructor."""
     check_kwargs(name, kwargs)
+    check_channels(name, channels)
+    check_values(name, kwargs, channels)
     return get_attention_class(name)(channels, **kwargs)

@@ -9,16 +9,20 @@ official test images. Selection (best checkpoint, recipe choices) uses ``val``; 
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from attnzoo.errors import DatasetNotFoundError
+from attnzoo.errors import DataFileError, DatasetNotFoundError
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 MEAN, STD = (0.2860,), (0.3530,)
+NUM_CLASSES = 10
+MAX_IDX_BYTES = 1 << 31  # the train images are 47 MB
 _FILES = {
     "trainval": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -47,22 +51,34 @@ def validation_mask(labels: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """An IDX file (gzipped or not) as a uint8 array of the shape its header declares."""
+def read_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """An IDX file (gzipped or not) as a uint8 array of the shape its header declares.
+
+    The header is read first and the body never beyond what it declares (at most ``max_bytes``), so a
+    gzip bomb cannot exhaust memory; a truncated, CRC-broken or non-gzip ``.gz`` is a :class:`DataFileError`.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise DatasetNotFoundError(f"{path} is not a uint8 IDX file (bad magic {data[:4].hex()}); "
-                                   "reinstall the dataset")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = 4 + 4 * ndim + int(np.prod(shape))
-    if len(data) != expected:
-        raise DatasetNotFoundError(f"{path} holds {len(data)} bytes, its header promises {expected}; "
-                                   "the file is truncated, reinstall the dataset")
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] != 0x08 or not 1 <= head[3] <= 4:
+                raise DataFileError(f"{path} is not a uint8 IDX file (bad magic {head.hex()}); reinstall the dataset")
+            dims = f.read(4 * head[3])
+            shape = tuple(int.from_bytes(dims[i: i + 4], "big") for i in range(0, len(dims), 4))
+            size = math.prod(shape)
+            if len(shape) != head[3] or size > max_bytes:
+                raise DataFileError(f"{path} has an IDX header promising {size} bytes (shape {shape}), over the "
+                                    f"{max_bytes}-byte limit or cut short; the file is damaged, reinstall the dataset")
+            body = f.read(size + 1)  # one byte more than promised reveals trailing data
+    except (OSError, EOFError, zlib.error) as err:
+        kind = "gzip " if opener is gzip.open else ""
+        raise DataFileError(f"{path} is not a readable {kind}IDX file ({err}); the file is damaged or truncated, "
+                            "reinstall the dataset") from None
+    if len(body) != size:
+        raise DataFileError(f"{path} holds {len(body)} data bytes, its header promises {size}; the file is "
+                            "truncated or has trailing data, reinstall the dataset")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
 def _find(root: Path, stem: str) -> Path | None:
@@ -99,6 +115,13 @@ def load_fashion_mnist(
             "or set data.root to a folder holding the IDX files, or set data.download=true"
         )
     images, labels = (torch.from_numpy(read_idx(p).copy()) for p in paths)
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or labels.dim() != 1:
+        raise DataFileError(f"Fashion-MNIST {split}: {paths[0]} holds images of shape {tuple(images.shape[1:])} and "
+                            f"{paths[1]} labels of shape {tuple(labels.shape[1:])}; expected 28x28 images and one "
+                            "label each, reinstall the dataset")
     if len(images) != len(labels):
-        raise DatasetNotFoundError(f"Fashion-MNIST {split}: {len(images)} images but {len(labels)} labels in {root}")
+        raise DataFileError(f"Fashion-MNIST {split}: {len(images)} images but {len(labels)} labels in {root}")
+    if len(labels) and int(labels.max()) >= NUM_CLASSES:
+        raise DataFileError(f"Fashion-MNIST {split}: {paths[1]} has label {int(labels.max())}; labels are "
+                            f"0..{NUM_CLASSES - 1}, so the file is damaged, reinstall the dataset")
     return images, labels.long()

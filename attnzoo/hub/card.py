@@ -39,6 +39,9 @@ class RunEvidence:
     def read(cls, run_dir: str | Path, weights: str = "best") -> "RunEvidence":
         """Read ``summary.json`` (required) and ``recipe.yaml`` (optional) from a run folder."""
         run_dir = Path(run_dir)
+        if (run_dir / ".commit").is_dir():  # attnzoo.train.commit: a crash interrupted an epoch's commit
+            raise CheckpointError(f"{run_dir} holds an epoch commit a crash interrupted; finish it with attnzoo train "
+                                  f"--resume {run_dir / 'last.safetensors'} before reading the run")
         summary_path = run_dir / "summary.json"
         if not summary_path.is_file():
             raise CheckpointError(
@@ -55,7 +58,10 @@ class RunEvidence:
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or type(err).__name__
             raise CheckpointError(f"{recipe_path} is not valid YAML ({problem}); re-run or repair the run") from None
-        return cls(name=summary.get("name") or run_dir.name, summary=summary, recipe=recipe, weights=weights)
+        if not isinstance(summary, dict):
+            raise CheckpointError(f"{summary_path} is not a JSON object; re-run or repair the run")
+        name = re.split(r"[\\/]", str(summary.get("name") or run_dir.name))[-1]  # a name, never a path
+        return cls(name=name, summary=summary, recipe=recipe if isinstance(recipe, dict) else None, weights=weights)
 
     @property
     def old_protocol(self) -> bool:
@@ -87,6 +93,23 @@ def redact_local_paths(value: Any) -> Any:
     if isinstance(value, str) and _LOCAL_PATH.match(value):
         return REDACTED
     return value
+
+
+# Recipe fields that hold local paths whatever their form (relative ones too); an hf-hub: init is public.
+_PATH_FIELDS = (("data", "root"), ("output",), ("model", "init"))
+
+
+def redact_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` as it may be published: path fields and any absolute path replaced by ``<local path>``."""
+    recipe = redact_local_paths(recipe)
+    for keys in _PATH_FIELDS:
+        node = recipe
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node.get(key), dict) else {}
+        value = node.get(keys[-1])
+        if isinstance(value, str) and not value.startswith("hf-hub:"):
+            node[keys[-1]] = REDACTED
+    return recipe
 
 
 def _percent(value: Any) -> str:
@@ -208,17 +231,17 @@ def render_card(
                   "surgery (attention modules or stem), so `config.json` carries attnzoo's record instead.", ""]
     lines += ["## Model surgery record", "", "```json", json.dumps(record, indent=2), "```", ""]
     if evidence is not None and evidence.recipe is not None:
-        recipe_yaml = yaml.safe_dump(redact_local_paths(evidence.recipe), sort_keys=False).rstrip()
+        recipe_yaml = yaml.safe_dump(redact_recipe(evidence.recipe), sort_keys=False).rstrip()
         lines += ["## Resolved recipe", "", "```yaml", recipe_yaml, "```", ""]
     content = f"---\n{_card_data(repo_id, record, evidence, license).to_yaml()}\n---\n\n" + "\n".join(lines)
     return ModelCard(content)
 
 
 def _recipe_source(recipe: Any) -> str:
-    """Where the recipe came from: its repo-relative path, or only the file name of a local file."""
+    """Where the recipe came from: a shipped recipe's path (``recipes/...``), or only a local file's name."""
     if not isinstance(recipe, str) or not recipe:
         return ""
-    if _LOCAL_PATH.match(recipe):
+    if _LOCAL_PATH.match(recipe) or not recipe.startswith("recipes/") or ".." in recipe:
         name = re.split(r"[\\/]", recipe)[-1]
         return f" from the local recipe file `{name}` (resolved below)"
     return f" from the recipe `{recipe}`"

@@ -9,6 +9,7 @@ from ``huggingface_hub.constants`` at call time, never cached here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,13 +31,32 @@ from attnzoo.errors import HubError
 HUB_PREFIX = "hf-hub:"
 
 
+# The Hub's own rules: org and name of letters, digits, '-', '_', '.', no '--' or '..', at most 96 characters.
+_REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+
+
 def split_hub_name(name: str) -> tuple[str, str | None]:
     """``"hf-hub:org/repo@rev"`` (prefix optional) -> ``("org/repo", "rev")``; revision ``None`` if absent."""
+    if not isinstance(name, str):
+        raise HubError(f"{name!r} is not a Hub model id; write it as hf-hub:org/name or hf-hub:org/name@revision")
     repo = name[len(HUB_PREFIX):] if name.startswith(HUB_PREFIX) else name
     repo_id, _, revision = repo.partition("@")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")) or "@" in revision:
-        raise HubError(f"{name!r} is not a Hub model id; write it as hf-hub:org/name or hf-hub:org/name@revision")
+    parts = repo_id.split("/")
+    if len(parts) != 2 or "@" in revision or not all(_REPO_PART.fullmatch(p) and "--" not in p and ".." not in p
+                                                     for p in parts):
+        raise HubError(f"{name!r} is not a Hub model id; write it as hf-hub:org/name or hf-hub:org/name@revision "
+                       "(letters, digits, '-', '_', '.')")
+    check_revision(revision or None)
     return repo_id, revision or None
+
+
+def check_revision(revision: str | None) -> None:
+    """Refuse a branch/tag/commit name the Hub cannot have (spaces, '..', a leading '/' or '-')."""
+    if revision is not None and (not isinstance(revision, str) or not _REVISION.fullmatch(revision)
+                                 or ".." in revision or "//" in revision or revision.endswith(("/", ".lock"))):
+        raise HubError(f"revision {revision!r} is not a branch, tag or commit name; use letters, digits and "
+                       "'-', '_', '.', '/' (e.g. main, v1.0, exp/lr-0.05)")
 
 
 def _where(repo_id: str, revision: str | None) -> str:

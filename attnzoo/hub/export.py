@@ -27,7 +27,7 @@ from attnzoo.data import fashion_mnist
 from attnzoo.errors import CheckpointError
 from attnzoo.evaluate.flops import count_macs
 from attnzoo.hub.card import RunEvidence, render_card
-from attnzoo.hub.client import api, hub_errors, split_hub_name
+from attnzoo.hub.client import api, check_revision, hub_errors, split_hub_name
 from attnzoo.models import load_model, model_config
 from attnzoo.surgery.inject import model_stages
 
@@ -186,6 +186,7 @@ def push_to_hub(
     ``HF_TOKEN`` or the saved login; it is sent only in request headers, never written anywhere.
     """
     split_hub_name(repo_id)
+    check_revision(revision)
     client = api(token)
     with tempfile.TemporaryDirectory(prefix="attnzoo-push-") as folder:
         save_pretrained(model, folder, repo_id=repo_id, evidence=evidence, license=license)
@@ -218,6 +219,7 @@ def export_run(
     run_dir: str | Path, folder: str | Path, *, repo_id: str, weights: str = "best", license: str = "apache-2.0"
 ) -> Path:
     """Write the folder :func:`push_run` would upload, without uploading (to inspect it first)."""
+    split_hub_name(repo_id)
     model, evidence = _run_model(run_dir, weights)
     return save_pretrained(model, folder, repo_id=repo_id, evidence=evidence, license=license)
 
@@ -233,6 +235,8 @@ def push_run(
     license: str = "apache-2.0",
 ) -> str:
     """Publish a training run folder: its ``best`` (or ``last``) weights with a card built from its evidence."""
+    split_hub_name(repo_id)
+    check_revision(revision)
     model, evidence = _run_model(run_dir, weights)
     return push_to_hub(model, repo_id, evidence=evidence, revision=revision, private=private, token=token,
                        license=license)

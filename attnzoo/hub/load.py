@@ -22,8 +22,9 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from attnzoo.errors import AttnzooError, CheckpointError, HubError, UnknownModelError
-from attnzoo.hub.client import HUB_PREFIX, download, list_files, split_hub_name
+from attnzoo.hub.client import HUB_PREFIX, check_revision, download, list_files, split_hub_name
 from attnzoo.models import load_state_dict_strict, model_from_config
+from attnzoo.models.config_check import check_sizes
 
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
@@ -31,6 +32,7 @@ PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
 
 def _repo(name: str, revision: str | None) -> tuple[str, str | None]:
     repo_id, name_revision = split_hub_name(name)
+    check_revision(revision)
     if revision and name_revision and revision != name_revision:
         raise HubError(f"{name!r} names revision {name_revision!r} but revision={revision!r} was passed; give one")
     return repo_id, revision or name_revision
@@ -106,6 +108,7 @@ def _skeleton(config: dict[str, Any], where: str, **overrides: int | None) -> nn
             "nor attnzoo knows; upgrade timm/attnzoo or check the repo"
         )
     model_args = {"num_classes": config.get("num_classes"), **(config.get("model_args") or {}), **overrides}
+    check_sizes(model_args.get("num_classes"), model_args.get("in_chans"), f"config.json of {where}")
     return timm.create_model(architecture, pretrained=False, **model_args)
 
 

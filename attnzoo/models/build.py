@@ -9,6 +9,7 @@ import timm
 from torch import nn
 
 from attnzoo.errors import UnknownModelError
+from attnzoo.models.config_check import check_config, check_sizes
 from attnzoo.models.registry import BASE_ATTR
 from attnzoo.surgery import adapt_small_input, apply_surgery, inject, surgery_record
 
@@ -47,6 +48,7 @@ def build_model(
     starts as the identity, so fine-tuning begins from the backbone's accuracy.
     """
     check_model_name(name)
+    check_sizes(num_classes, in_chans)
     if name.startswith("hf-hub:") and not timm_kwargs:
         from attnzoo.hub import load_model  # hub builds on models: imported here, where it is needed
 
@@ -83,7 +85,9 @@ def model_config(model: nn.Module) -> dict[str, Any]:
 
 
 def model_from_config(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a model described by :func:`model_config` (weights freshly initialised)."""
+    """Rebuild a model described by :func:`model_config` (weights freshly initialised); the description is
+    checked first, as it may come from an untrusted file."""
+    check_config(config)
     check_model_name(config["base"])
     model = timm.create_model(config["base"], num_classes=config["num_classes"], in_chans=config["in_chans"])
     apply_surgery(model, config["surgery"])

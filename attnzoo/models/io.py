@@ -81,6 +81,11 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(
             f"{path} has no attnzoo model config in its metadata; build the model yourself and use load_weights"
         )
-    model = model_from_config(json.loads(metadata[CONFIG_KEY]))
+    try:
+        config = json.loads(metadata[CONFIG_KEY])
+    except (ValueError, RecursionError):
+        raise CheckpointError(f"{path}: its {CONFIG_KEY} metadata is not valid JSON; the file is damaged or was "
+                              "not written by attnzoo") from None
+    model = model_from_config(config)
     load_state_dict_strict(model, state_dict, str(path))
     return model

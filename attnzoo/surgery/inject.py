@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from attnzoo.attention import (
@@ -47,7 +48,10 @@ def _resolve_stages(attn: str, stages: Sequence[int] | None, blocks: list[list[n
         if getattr(get_attention_class(attn), "default_stages", "all") == "last":
             return with_blocks[-1:]
         return with_blocks
-    bad = [s for s in stages if not isinstance(s, int) or not 1 <= s <= num_stages]
+    if isinstance(stages, (str, bytes)) or not stages:
+        raise SurgeryError(f"stages={stages!r}: give at least one stage number in 1..{num_stages}, or None for "
+                           "the default stages")
+    bad = [s for s in stages if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= num_stages]
     if bad:
         raise SurgeryError(f"stage {bad[0]!r} is out of range; this model has stages 1..{num_stages}")
     return sorted(set(stages))
@@ -104,7 +108,7 @@ def inject(
     for block in targets:
         hook = find_hook(block)
         defaults = {k: v for k, v in hook.default_kwargs(block, attn_kwargs).items() if k in accepted}
-        module = create_attention(attn, hook.channels(block), **{**defaults, **attn_kwargs})
+        module = _like(create_attention(attn, hook.channels(block), **{**defaults, **attn_kwargs}), block)
         if preserve:
             hook.compensate(block, init_identity(module))
         if hasattr(type(module), "gate_in_place"):
@@ -115,6 +119,18 @@ def inject(
         {"op": "attention", "attn": attn, "stages": chosen, "preserve": preserve, "kwargs": dict(attn_kwargs)},
     )
     return model
+
+
+def _like(module: nn.Module, block: nn.Module) -> nn.Module:
+    """``module`` on the block's device, dtype and memory format, and in its train/eval mode, so that an
+    eval-mode model stays eval-mode (no batch statistics) and a half-precision one stays half."""
+    tensors = [t for t in (*block.parameters(), *block.buffers()) if t.is_floating_point()]
+    if tensors:
+        module.to(device=tensors[0].device, dtype=tensors[0].dtype)
+        if any(t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+               for t in tensors):
+            module.to(memory_format=torch.channels_last)
+    return module.train(block.training)
 
 
 def _check_preservable(attn: str, blocks: list[nn.Module]) -> None:

@@ -110,8 +110,7 @@ def save_state(
     os.replace(tmp, path)
 
 
-def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and JSON header of a state file; :class:`CheckpointError` when missing or unreadable."""
+def _open_state(path: str | os.PathLike, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     path = state_path_for(path)
     if not path.is_file():
         raise CheckpointError(f"no training state at {path}; resume from a run folder's last.safetensors "
@@ -119,13 +118,26 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
     try:
         with safe_open(path, framework="pt") as f:
             header = json.loads((f.metadata() or {})[STATE_KEY])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, KeyError, ValueError) as err:
-        raise CheckpointError(f"training state {path} is unreadable ({err}); it may be truncated or not "
+            loaded = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except (SafetensorError, OSError, KeyError, ValueError, RecursionError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"training state {path} is unreadable ({reason}); it may be truncated or not "
                               "written by attnzoo train") from None
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"training state {path} has format {header.get('format')}, expected {FORMAT}")
-    return tensors, header
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise CheckpointError(f"training state {path} has format {found!r}, expected {FORMAT}; it was not "
+                              "written by this version of attnzoo train")
+    return loaded, header
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a state file alone (cheap: no tensor is read), e.g. to check a resume target."""
+    return _open_state(path, tensors=False)[1]
+
+
+def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and JSON header of a state file; :class:`CheckpointError` when missing or unreadable."""
+    return _open_state(path, tensors=True)
 
 
 def restore(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from attnzoo.errors import RecipeError
+from attnzoo.train.validation import check_values
 
 
 @dataclass
@@ -166,6 +167,7 @@ def load_recipe(
 def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     """Validate a recipe given as plain data (what a YAML file holds after ``defaults`` are merged)."""
     recipe = _build(Recipe, raw, prefix="")
+    check_values(recipe)
     check_paths(recipe)
     return recipe
 
@@ -199,13 +201,36 @@ def check_paths(recipe: Recipe) -> None:
         raise RecipeError(f"recipe field {bad}: must be >= 1, got {getattr(recipe, bad)}")
 
 
+MAX_RECIPE_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: ``*name`` references let a few lines expand to gigabytes (a billion laughs)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in recipes; write the "
+                                              "value out", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(text: str) -> Any:
+    """``text`` parsed as safe YAML without aliases (:class:`yaml.YAMLError` when it is not)."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist; see recipes/ for the shipped ones")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"recipe {path} is {path.stat().st_size} bytes; a recipe is at most {MAX_RECIPE_BYTES}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        data = _load_yaml(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RecipeError(f"recipe {path} is not valid YAML: {(str(err).splitlines() or ['?'])[0]}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
     return data
@@ -244,7 +269,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise RecipeError(f"override {item!r}: expected section.field=value, e.g. optim.lr=0.05")
     try:
-        value = yaml.safe_load(text)
+        value = _load_yaml(text)
     except yaml.YAMLError:
         raise RecipeError(f"override {item!r}: value {text!r} is not valid YAML") from None
     node = raw

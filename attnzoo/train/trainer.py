@@ -11,7 +11,9 @@ import contextlib
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +31,9 @@ from torch import nn
 from tqdm import tqdm
 
 from attnzoo.data import DataBundle, build_data
-from attnzoo.errors import AttnzooError, CheckpointError
+from attnzoo.errors import AttnzooError, CheckpointError, RecipeError
 from attnzoo.models import build_model, load_state_dict_strict, model_config, read_weights, save_weights
-from attnzoo.train import checkpoint, run_folder
+from attnzoo.train import checkpoint, commit, run_folder
 from attnzoo.train.distributed import DistInfo, all_reduce_sum, barrier, default_threads, init_distributed, shutdown
 from attnzoo.train.recipe import Recipe, recipe_to_dict
 
@@ -43,6 +45,10 @@ _RESUME_INVARIANT = ("model", "data", "aug", "optim", "sched", "ema", "mixup", "
 
 class NonFiniteLossError(AttnzooError, FloatingPointError):
     """The loss became NaN or infinite; the run stopped without overwriting its last good checkpoint."""
+
+
+class TrainingInterrupted(AttnzooError):
+    """SIGINT (Ctrl-C) stopped the run after saving its state, so ``--resume`` continues it exactly."""
 
 
 @dataclass
@@ -92,6 +98,9 @@ def _load_init(model: nn.Module, init: str) -> None:
 def create_model(recipe: Recipe, data: DataBundle) -> nn.Module:
     """The recipe's model, sized for the data, with its starting weights."""
     m = recipe.model
+    if m.num_classes is not None and m.num_classes < data.num_classes:
+        raise RecipeError(f"recipe field model.num_classes: {m.num_classes} is fewer than the {data.num_classes} "
+                          f"classes of {recipe.data.dataset}; remove it or set at least {data.num_classes}")
     model = build_model(
         m.name, num_classes=m.num_classes or data.num_classes, in_chans=m.in_chans or data.in_chans,
         pretrained=m.pretrained, attention=m.attention, stages=m.stages, preserve=m.preserve,
@@ -187,11 +196,17 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, recipe_path: Path | None, info: DistInfo, resume: str | None = None) -> None:
         self.recipe, self.recipe_path, self.info = recipe, recipe_path, info
-        self.run_dir = Path(recipe.output) / str(recipe.name)
-        self.state_file = self.run_dir / "last.state.safetensors"
-        if resume is None and self.state_file.exists():
-            raise CheckpointError(f"run folder {self.run_dir} already holds a run; continue it with --resume "
-                                  f"{self.run_dir / 'last.safetensors'}, or choose another --set name=...")
+        self.folder = run_folder.claim(recipe, resume, info.is_main)  # locked, and checked to be this run's
+        self.run_dir = self.folder.run_dir
+        self._sigint = self._stop = False
+        try:
+            self._build(resume)
+        except BaseException:
+            self.folder.release()
+            raise
+
+    def _build(self, resume: str | None) -> None:
+        recipe, info = self.recipe, self.info
         threads = recipe.threads or default_threads(info)
         if threads:
             torch.set_num_threads(threads)
@@ -215,7 +230,7 @@ class Trainer:
         self.loss_fn = _train_loss(recipe)
         self.mixup = _mixup(recipe, self.data.num_classes)
         self.progress = Progress()
-        self.recipe_ref = _repo_relative(recipe_path)
+        self.recipe_ref = _repo_relative(self.recipe_path)
         if resume is not None:
             self._resume(resume)
         self.net: nn.Module = self.model
@@ -245,21 +260,35 @@ class Trainer:
         if self.recipe_path is not None and self.recipe_path.parent == self.run_dir.resolve():
             self.recipe_ref = header.get("recipe_path", self.recipe_ref)  # resumed from the run's own copy
 
-    def _save_state(self) -> None:
-        """Rank 0 writes the state file, then the plain weights (both atomic)."""
+    def _commit(self, row: dict[str, Any] | None = None, *, state: bool = True) -> None:
+        """Rank 0 commits the training state and plain weights, with an epoch's ``row`` its metrics and best
+        weights, and the summary, as one step (:mod:`attnzoo.train.commit`): a crash keeps all or none."""
         if not self.info.is_main:
             return
-        extra = {
-            "progress": vars(self.progress),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "recipe": recipe_to_dict(self.recipe),
-            "recipe_path": self.recipe_ref,
-        }
-        checkpoint.save_state(self.state_file, model=self.model, optimizer=self.optimizer,
-                              ema=self.ema.module if self.ema else None, extra=extra)
-        save_weights(self.model, self.run_dir / "last.safetensors",
-                     metadata={"global_step": str(self.progress.global_step)})
+        p = self.progress
+        writers = {}
+        if state:
+            extra = {
+                "progress": vars(p),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "recipe": recipe_to_dict(self.recipe),
+                "recipe_path": self.recipe_ref,
+                "run_id": self.folder.run_id,
+            }
+            writers["last.state.safetensors"] = lambda path: checkpoint.save_state(
+                path, model=self.model, optimizer=self.optimizer, ema=self.ema.module if self.ema else None,
+                extra=extra)
+            writers["last.safetensors"] = lambda path: save_weights(
+                self.model, path, metadata={"global_step": str(p.global_step), "run_id": str(self.folder.run_id)})
+        if row is not None:
+            if row["improved"]:
+                best = {"epoch": str(row["epoch"]), "val_top1": f"{row['val_top1']:.4f}",
+                        "run_id": str(self.folder.run_id)}
+                writers["best.safetensors"] = lambda path: save_weights(self._eval_model(), path, metadata=best)
+            writers["metrics.csv"] = lambda path: run_folder.write_metrics(path, p.history)
+        writers["summary.json"] = lambda path: run_folder.write_summary(path, self._summary())
+        commit.commit_files(self.run_dir, writers)
 
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -274,7 +303,7 @@ class Trainer:
         last = self.run_dir / "last.safetensors"
         where = (f"last good checkpoint {last} (global step {self._saved_step})" if self._saved_step is not None
                  else "no checkpoint was written yet")
-        self._write_summary("stopped")
+        self._commit(state=False)
         raise NonFiniteLossError(
             f"loss is {loss} at epoch {p.epoch + 1}, step {p.step_in_epoch + 1} (global step {p.global_step + 1}, "
             f"lr {self._lr():.3g}); stopped, {where}; lower optim.lr, add sched.warmup_epochs or set amp=off"
@@ -315,6 +344,7 @@ class Trainer:
         p.meters["loss"] += value * n
         p.meters["correct"] += accuracy(out.detach().float(), hard, topk=(1,))[0].item() * n / 100
         p.meters["count"] += n
+        self._stop = self._stop or bool(all_reduce_sum([float(self._sigint)], info)[0])  # every rank stops here
 
     def _run_epoch(self) -> None:
         p, recipe = self.progress, self.recipe
@@ -338,9 +368,9 @@ class Trainer:
                     self.scalars.add("train/loss_step", p.meters["loss"] / max(p.meters["count"], 1), p.global_step)
                 if recipe.checkpoint_every and p.global_step % recipe.checkpoint_every == 0 \
                         and p.step_in_epoch < self.steps_per_epoch:
-                    self._save_state()
+                    self._commit()
                     self._saved_step = p.global_step
-                if recipe.max_steps is not None and p.global_step >= recipe.max_steps:
+                if self._stop or recipe.max_steps is not None and p.global_step >= recipe.max_steps:
                     break
         finally:
             bar.close()
@@ -376,8 +406,8 @@ class Trainer:
         """Train to the recipe's last epoch (or ``max_steps``); returns the summary written to the run folder."""
         recipe, p, info = self.recipe, self.progress, self.info
         self._saved_step: int | None = p.global_step if p.global_step else None
+        previous_handler = self._catch_sigint()
         if info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             run_folder.write_recipe(self.run_dir, recipe_to_dict(recipe))
             run_folder.write_environment(self.run_dir, info.device, info.world_size)
             print(f"training {recipe.name}: {self.data.num_train} train / {self.data.num_val} val images, "
@@ -387,27 +417,46 @@ class Trainer:
             while p.epoch < recipe.epochs:
                 tic, cpu_tic = time.perf_counter(), time.process_time()
                 self._run_epoch()
-                if p.step_in_epoch < self.steps_per_epoch:  # stopped by max_steps
+                if p.step_in_epoch < self.steps_per_epoch:  # stopped by max_steps or SIGINT
                     p.cpu_time_s += time.process_time() - cpu_tic
                     self._sync_bn()
-                    self._save_state()
+                    self._commit()
                     break
                 row = self._end_epoch(time.perf_counter() - tic)
                 p.cpu_time_s += time.process_time() - cpu_tic
-                self._save_state()
+                self._commit(row)
                 self._saved_step = p.global_step
                 if info.is_main:
                     self._log_epoch(row)
-                if recipe.max_steps is not None and p.global_step >= recipe.max_steps:
+                if self._stop or recipe.max_steps is not None and p.global_step >= recipe.max_steps:
                     break
             if p.epoch >= recipe.epochs and self.data.test is not None and "test" not in p.final:
                 p.final["test"] = self._test_metrics()
-            summary = self._write_summary("complete" if p.epoch >= recipe.epochs else "stopped")
+                self._commit()  # the test scores join the state and the summary, which now says complete
             barrier(info)
+            if self._stop and p.epoch < recipe.epochs:
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {p.epoch + 1}, step {p.step_in_epoch} (global step {p.global_step}); "
+                    f"state saved, continue with attnzoo train --resume {self.run_dir / 'last.safetensors'}")
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             if self.scalars is not None:
                 self.scalars.close()
-        return summary
+            self.folder.release()
+        return self._summary()
+
+    def _catch_sigint(self) -> Any:
+        """Turn the first SIGINT into a stop after the current step (state saved); a second one interrupts
+        at once. Returns the previous handler (None off the main thread, where signals cannot be caught)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._sigint = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        return signal.signal(signal.SIGINT, request_stop)
 
     def _test_metrics(self) -> dict[str, Any]:
         """The test split on the final weights and, when another epoch scored best on val, on those."""
@@ -424,24 +473,21 @@ class Trainer:
         return {"final": final, "best": best, "best_epoch": best_epoch}
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
-        if row.pop("improved"):
-            save_weights(self._eval_model(), self.run_dir / "best.safetensors",
-                         metadata={"epoch": str(row["epoch"]), "val_top1": f"{row['val_top1']:.4f}"})
-        run_folder.write_metrics(self.run_dir, self.progress.history)
+        row.pop("improved")
         for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s"):
             self.scalars.add(f"epoch/{key}", row[key], row["epoch"])
         self.scalars.flush()
-        self._write_summary("complete" if self.progress.epoch >= self.recipe.epochs else "stopped")
         print(f"epoch {row['epoch']}/{self.recipe.epochs}: train loss {row['train_loss']:.4f} "
               f"top-1 {row['train_top1']:.2f} | val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f} "
               f"top-5 {row['val_top5']:.2f} | lr {row['lr']:.3g} | {row['epoch_time_s']:.0f} s",
               file=sys.stderr, flush=True)
 
-    def _write_summary(self, status: str) -> dict[str, Any]:
+    def _summary(self) -> dict[str, Any]:
         p, recipe = self.progress, self.recipe
         last = p.history[-1] if p.history else {}
-        summary = {
+        return {
             "name": recipe.name,
+            "run_id": self.folder.run_id,
             "model": model_config(self.model),
             "recipe": self.recipe_ref,
             "seed": recipe.seed,
@@ -461,12 +507,9 @@ class Trainer:
             "cpu_time_s": round(p.cpu_time_s, 1),
             "params": sum(t.numel() for t in self.model.parameters()),
             "hardware": run_folder.hardware(self.info.device, self.info.world_size),
-            "status": status,
+            "status": "complete" if p.epoch >= recipe.epochs and (self.data.test is None or "test" in p.final)
+                      else "stopped",
         }
-        if self.info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            run_folder.write_summary(self.run_dir, summary)
-        return summary
 
 
 def _test_fields(test: dict[str, Any] | None) -> dict[str, Any]:
