@@ -8,7 +8,7 @@ import io
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from attnzoo.cli import main
+from attnzoo_cli import main
 
 # Bookkeeping that any process touching a run may rewrite without changing the run.
 IGNORED = {".lock"}

@@ -94,13 +94,13 @@ def test_a_folder_in_use_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_pa
     assert train(*load_recipe(path))["status"] == "stopped"  # the dead process's lock no longer counts
 
 
-# (write point, which time it is reached): the final epoch's commit (the 2nd), and best.safetensors in the
-# 1st (the first epoch always improves on "no best yet").
+# (write point, which time it is reached): the final epoch's commit (the 2nd), best.safetensors in the 1st
+# (the first epoch always improves on "no best yet"), and the 3rd, which adds the test scores at the end.
 CRASH_POINTS = [
     *[(f"stage:{f}", 2) for f in ("last.state.safetensors", "last.safetensors", "metrics.csv", "summary.json")],
     ("stage:best.safetensors", 1), ("commit", 2),
     *[(f"apply:{f}", 2) for f in ("last.safetensors", "last.state.safetensors", "metrics.csv", "summary.json")],
-    ("apply:best.safetensors", 1), ("applied", 2),
+    ("apply:best.safetensors", 1), ("applied", 2), ("stage:summary.json", 3), ("apply:last.safetensors", 3),
 ]
 
 
@@ -119,7 +119,9 @@ def _assert_consistent(run: Path) -> None:
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert summary["epochs"] == progress["epoch"] == len(rows)
     assert summary["top1"] == pytest.approx(float(rows[-1]["val_top1"]), abs=1e-3)
-    assert summary["status"] == ("complete" if progress["epoch"] == 2 else "stopped")
+    tested = "test" in progress["final"]  # the test split is scored once, after the last epoch
+    assert summary["status"] == ("complete" if progress["epoch"] == 2 and tested else "stopped")
+    assert (summary["test_top1"] is not None) == tested
     last = load_file(run / "last.safetensors")
     assert all(torch.equal(last[k], tensors[f"model.{k}"]) for k in last)
     with safe_open(run / "best.safetensors", framework="pt") as f:
@@ -150,18 +152,20 @@ def test_crash_at_each_write_point_leaves_a_consistent_folder_that_resumes_exact
     assert load_file(reference / "best.safetensors").keys() == load_file(run / "best.safetensors").keys()
 
 
-def test_sigint_saves_state_exits_with_one_line_and_resumes_exactly(tmp_path, data, reference):
-    path = write_recipe(tmp_path / "ref.yaml", data, tmp_path / "runs")
-    stopped = _python(str(ROOT / "tests" / "train_helpers.py"), "sigint-at", "3", str(path))
-    line = assert_one_line_error(stopped.returncode, stopped.stderr, "interrupted at epoch 2, step 1")
+def test_sigint_saves_state_exits_with_one_line_and_resumes_exactly(tmp_path, data):
+    reference = write_recipe(tmp_path / "ref.yaml", data, tmp_path / "ref", batch_size=16)  # 3 steps per epoch
+    train(*load_recipe(reference))
+    path = write_recipe(tmp_path / "ref.yaml", data, tmp_path / "runs", batch_size=16)
+    stopped = _python(str(ROOT / "tests" / "train_helpers.py"), "sigint-at", "5", str(path))
+    line = assert_one_line_error(stopped.returncode, stopped.stderr, "interrupted at epoch 2, step 2 (global step 5)")
     assert "--resume" in line
     run = tmp_path / "runs" / "ref"
     _, header = load_state(run)
-    assert header["progress"]["global_step"] == 3
+    assert header["progress"]["global_step"] == 5
     assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
     train(*load_recipe(path), resume=str(run / "last.safetensors"))
-    want, got = load_file(reference / "last.safetensors"), load_file(run / "last.safetensors")
-    assert all(torch.equal(want[k], got[k]) for k in want)
+    want, got = load_file(tmp_path / "ref" / "ref" / "last.safetensors"), load_file(run / "last.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 
 def test_a_full_disk_stops_with_one_line_and_keeps_the_previous_checkpoint(tmp_path, data, monkeypatch):

@@ -101,7 +101,7 @@ def _kill_at(step: int, recipe_path: str) -> None:
 
 
 def _sigint_at(step: int, recipe_path: str) -> int:
-    from attnzoo.cli import main
+    from attnzoo_cli import main
     from attnzoo.train.trainer import Trainer
 
     original = Trainer._train_step
