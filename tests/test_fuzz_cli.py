@@ -13,14 +13,34 @@ from attnzoo.train import load_recipe, run_folder, train
 from fuzz_helpers import assert_one_line_error, digest, run_cli
 from train_helpers import make_tiny_fashion_mnist, write_idx, write_recipe
 
-EVAL_COUNTS = [("--batch-size", "0"), ("--batch-size", "-4"), ("--runs", "0"), ("--runs", "-1"), ("--threads", "0"),
-               ("--workers", "-1"), ("--img-size", "0"), ("--num-classes", "0")]
+EVAL_COUNTS = [("--batch-size", "0"), ("--batch-size", "-4"), ("--runs", "0"), ("--runs", "-1"),
+               ("--threads", "0"), ("--workers", "-1"), ("--img-size", "0"), ("--num-classes", "0")]
 
 
 @pytest.mark.parametrize(("flag", "value"), EVAL_COUNTS)
 def test_eval_counts_below_one_are_refused(flag, value):
     code, _, err = run_cli("eval", "cnn3", flag, value)
     assert_one_line_error(code, err, f"{flag} {value}: must be at least")
+
+
+ONNX = ("export", "cnn3", "--onnx", "x.onnx")
+OTHER_COUNTS = [
+    ("bench", "resnet18", "--rounds", "0"), ("bench", "resnet18", "--iters", "-1"),
+    ("bench", "resnet18", "--threads", "0"), ("bench", "resnet18", "--infer-batch", "0"),
+    ("bench", "resnet18", "--train-size", "2"), ("bench", "resnet18", "--profile", "0"), ("demo", "--epochs", "0"),
+    ("demo", "--max-steps", "0"), ("demo", "--img-size", "-1"), (*ONNX, "--tolerance", "nan"),
+    (*ONNX, "--tolerance", "-1"), (*ONNX, "--img-size", "0"), (*ONNX, "--num-classes", "-1"),
+    (*ONNX, "--in-chans", "0"),
+]
+
+
+@pytest.mark.parametrize("argv", OTHER_COUNTS, ids=[" ".join(a) for a in OTHER_COUNTS])
+def test_other_commands_refuse_meaningless_counts_before_work(tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(*argv)
+    line = assert_one_line_error(code, err, ": must be at least")
+    assert f"error: {argv[-2]} " in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_onnx_path_that_is_a_folder_is_refused_and_leaves_no_temp_file(tmp_path):

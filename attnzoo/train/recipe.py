@@ -196,9 +196,6 @@ def check_paths(recipe: Recipe) -> None:
     if data.train_subset is not None and (data.train_subset < 1 or data.dataset != "fashion-mnist"):
         raise RecipeError(f"recipe field data.train_subset: {data.train_subset} must be >= 1 and needs "
                           "data.dataset fashion-mnist; remove it or set null")
-    if recipe.epochs < 1 or recipe.batch_size < 1:
-        bad = "epochs" if recipe.epochs < 1 else "batch_size"
-        raise RecipeError(f"recipe field {bad}: must be >= 1, got {getattr(recipe, bad)}")
 
 
 MAX_RECIPE_BYTES = 1 << 20

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from attnzoo_cli.options import check_at_least
+
 MODE_HELP = "eager, compiled (torch.compile inductor), onnx (onnxruntime CPU), train (fwd+bwd+SGD), memory"
 
 
@@ -35,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import AttnzooError
     from attnzoo.evaluate.bench import MODES, Setting, candidates, run_benchmark
 
+    check_at_least(args, (("--infer-batch", "infer_batch", 1), ("--infer-size", "infer_size", 8),
+                          ("--train-batch", "train_batch", 1), ("--train-size", "train_size", 8),
+                          ("--rounds", "rounds", 1), ("--iters", "iters", 1), ("--threads", "threads", 1),
+                          ("--profile", "profile", 1)))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:

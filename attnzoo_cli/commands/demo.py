@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from attnzoo_cli.options import check_at_least
+
 DEMO_RECIPE = {  # the leaderboard's cnn3 recipe (recipes/fashion_mnist/leaderboard/cnn3.yaml), shortened
     "data": {"dataset": "fashion-mnist", "test_split": "test"},  # val selects, test is what the table shows
     "aug": {"crop_padding": 2, "hflip": 0.5},
@@ -59,6 +61,8 @@ def train_variant(name: str, args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table
 
+    check_at_least(args, (("--epochs", "epochs", 1), ("--max-steps", "max_steps", 1),
+                          ("--img-size", "img_size", 8)))
     names = variants(args.backbone)
     if args.no_train:
         rows = evaluate_side_by_side(names, img_size=args.img_size)

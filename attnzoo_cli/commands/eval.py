@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from attnzoo_cli.options import check_at_least
+
 # (option, attribute, smallest allowed value): counts that 0 or a negative number would make meaningless
 _COUNTS = (("--batch-size", "batch_size", 1), ("--runs", "runs", 1), ("--threads", "threads", 1),
            ("--workers", "workers", 0), ("--img-size", "img_size", 8), ("--num-classes", "num_classes", 1))
@@ -34,13 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnzoo.errors import CheckpointError, UsageError
+    from attnzoo.errors import CheckpointError
     from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table, write_rows
 
-    for flag, attr, least in _COUNTS:
-        value = getattr(args, attr)
-        if value is not None and value < least:
-            raise UsageError(f"{flag} {value}: must be at least {least}")
+    check_at_least(args, _COUNTS)
     if args.checkpoint and len(args.models) > 1:
         raise CheckpointError(f"--checkpoint {args.checkpoint} fits one model, got {len(args.models)}; "
                               "evaluate the models one at a time")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from attnzoo_cli.options import check_at_least
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.evaluate.evaluate import input_size_of, run_img_size
     from attnzoo.export import ExportError, check_onnx, export_onnx
 
+    check_at_least(args, (("--num-classes", "num_classes", 1), ("--in-chans", "in_chans", 1),
+                          ("--img-size", "img_size", 8), ("--tolerance", "tolerance", 0)))
     model = load_eval_model(args.model, args.checkpoint, num_classes=args.num_classes, in_chans=args.in_chans)
     input_size = input_size_of(model, args.img_size or run_img_size(args.checkpoint))  # as `attnzoo eval`
     path = export_onnx(model, args.onnx, input_size=input_size, dynamo=args.dynamo)
