@@ -6,6 +6,8 @@ import csv
 import errno
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from safetensors.torch import load_file
 from attnzoo.errors import RunFolderError
 from attnzoo.train import load_recipe, run_folder, train
 from attnzoo.train.checkpoint import load_state
+from attnzoo.train.run_lock import RunLock
 from fuzz_helpers import assert_one_line_error, digest, run_cli
 from train_helpers import ROOT, make_tiny_fashion_mnist, write_recipe
 
@@ -188,3 +191,23 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_previous_checkpoint(tmp_p
     assert json.loads((run / "summary.json").read_text())["epochs"] == 1
     monkeypatch.undo()
     assert train(*load_recipe(path), resume=str(run / "last.safetensors"))["status"] == "complete"
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="torchrun not installed beside this python")
+def test_a_locked_folder_stops_every_torchrun_process_with_one_line(tmp_path, data):
+    run = tmp_path / "runs" / "ddp"
+    recipe = write_recipe(tmp_path / "ddp.yaml", data, tmp_path / "runs", max_steps=1)
+    holder = RunLock(run).acquire()  # this process holds the folder
+    try:
+        done = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--standalone", "--nproc_per_node", "2",
+             "-m", "attnzoo", "train", str(recipe)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+            capture_output=True, text=True, timeout=240)  # a rank left waiting for its peer would hang here
+    finally:
+        holder.release()
+    assert done.returncode != 0
+    assert f"error: run folder {run} is in use by process {os.getpid()}" in done.stderr
+    assert not re.search(r'File "[^"]*/attnzoo/', done.stderr)  # (torchrun prints its own launcher traceback)
+    assert not any((run / f).exists() for f in run_folder.RESULT_FILES)

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from attnzoo.data import DataBundle, build_data
-from attnzoo.errors import AttnzooError, CheckpointError, RecipeError
+from attnzoo.errors import AttnzooError, CheckpointError, RecipeError, RunFolderError
 from attnzoo.models import build_model, load_state_dict_strict, model_config, read_weights, save_weights
 from attnzoo.train import checkpoint, commit, run_folder
 from attnzoo.train.distributed import DistInfo, all_reduce_sum, barrier, default_threads, init_distributed, shutdown
@@ -196,7 +196,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, recipe_path: Path | None, info: DistInfo, resume: str | None = None) -> None:
         self.recipe, self.recipe_path, self.info = recipe, recipe_path, info
-        self.folder = run_folder.claim(recipe, resume, info.is_main)  # locked, and checked to be this run's
+        self.folder = _claim_on_every_rank(recipe, resume, info)  # locked, and checked to be this run's
         self.run_dir = self.folder.run_dir
         self._sigint = self._stop = False
         try:
@@ -518,6 +518,21 @@ def _test_fields(test: dict[str, Any] | None) -> dict[str, Any]:
         return {"test_top1": None, "test_top5": None, "best_epoch": None, "best_test_top1": None}
     return {"test_top1": round(test["final"]["test_top1"], 4), "test_top5": round(test["final"]["test_top5"], 4),
             "best_epoch": test["best_epoch"], "best_test_top1": round(test["best"]["test_top1"], 4)}
+
+
+def _claim_on_every_rank(recipe: Recipe, resume: str | None, info: DistInfo) -> run_folder.RunClaim:
+    """Claim the run folder (rank 0 locks it); when any process cannot, all stop, so no rank waits forever in
+    a collective for a peer that gave up."""
+    claim, error = None, None
+    try:
+        claim = run_folder.claim(recipe, resume, info.is_main)
+    except AttnzooError as err:
+        error = err
+    if all_reduce_sum([1.0 if error else 0.0], info)[0]:
+        if claim is not None:
+            claim.release()
+        raise error or RunFolderError("another process of this job could not claim the run folder; see its error")
+    return claim
 
 
 def _repo_relative(path: Path | None) -> str | None:
