@@ -55,3 +55,7 @@ class DataFileError(AttnzooError, ValueError):
 
 class UsageError(AttnzooError, ValueError):
     """A command-line option or function argument outside its allowed range."""
+
+
+class NonFiniteOutputError(AttnzooError, ArithmeticError):
+    """A model output (logits) that is NaN or infinite, where a result or a comparison would be meaningless."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attnzoo.errors import AttnzooError
+from attnzoo.errors import AttnzooError, NonFiniteOutputError
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -112,6 +112,8 @@ def check_onnx(
     """Run ``path`` in onnxruntime and ``model`` in PyTorch on the same random batch; compare logits.
 
     The batch size differs from the export's example batch on purpose, to exercise the dynamic axis.
+    Non-finite logits on either side raise (:class:`NonFiniteOutputError`, :class:`ExportError`): a NaN
+    difference would otherwise compare as within any tolerance.
     """
     input_size = input_size or model_input_size(model)
     x = torch.randn(batch_size, *input_size)
@@ -122,5 +124,12 @@ def check_onnx(
             expected = model(x).numpy()
     finally:
         model.train(was_training)
+    size = "x".join(map(str, input_size))
+    if not np.isfinite(expected).all():
+        raise NonFiniteOutputError(f"PyTorch's logits at input {size} are NaN or infinite, so the export cannot be "
+                                   "checked; check the weights, or export at the input size the model was trained at")
     (got,) = ort_session(path).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+    if not np.isfinite(got).all():
+        raise ExportError(f"onnxruntime's logits at input {size} are NaN or infinite where PyTorch's are finite; "
+                          "report the model name, or retry with --dynamo")
     return ExportCheck(float(np.abs(got - expected).max()), batch_size, input_size)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnzoo.errors import UnknownModelError
+from attnzoo.errors import NonFiniteOutputError, UnknownModelError
 from attnzoo.evaluate.throughput import num_threads, peak_allocated, quiet_stderr
 from attnzoo.models.registry import INJECTED
 
@@ -168,7 +168,12 @@ def identical_outputs(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> fl
     ours = copy.deepcopy(ours).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     with torch.inference_mode():
-        return float((ours(x) - theirs(x)).abs().max())
+        a, b = ours(x), theirs(x)
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        raise NonFiniteOutputError(f"logits are NaN or infinite at input {'x'.join(map(str, x.shape[1:]))} "
+                                   "(attnzoo's or timm's model), so their difference means nothing; bench at a "
+                                   "larger --infer-size")
+    return float((a - b).abs().max())
 
 
 # --- what one "call" is, per mode -------------------------------------------------------------------------

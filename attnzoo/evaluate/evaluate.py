@@ -16,7 +16,7 @@ from timm.data import resolve_data_config
 from torch import nn
 from tqdm import tqdm
 
-from attnzoo.errors import AttnzooError, DatasetNotFoundError
+from attnzoo.errors import AttnzooError, DatasetNotFoundError, NonFiniteOutputError
 from attnzoo.evaluate.datasets import open_dataset
 from attnzoo.evaluate.flops import MAC_CONVENTION, MacCount, count_macs
 from attnzoo.evaluate.loading import load_eval_model
@@ -49,9 +49,15 @@ def measure_accuracy(model: nn.Module, loader: Iterable, *, progress: bool = Fal
     loss_sum = 0.0
     with torch.inference_mode():
         # disable=None: the bar shows only on a terminal, never in logs or captured output.
-        for x, y in tqdm(loader, desc="eval", unit="batch", disable=None if progress else True, leave=False):
+        batches = tqdm(loader, desc="eval", unit="batch", disable=None if progress else True, leave=False)
+        for batch, (x, y) in enumerate(batches, 1):
             x, y = x.to(device), y.to(device)
             logits = model(x)
+            if not bool(torch.isfinite(logits).all()):
+                raise NonFiniteOutputError(
+                    f"the model's logits are NaN or infinite on {int((~torch.isfinite(logits)).any(1).sum())} of "
+                    f"{len(logits)} images in batch {batch}; accuracy would be meaningless: check the "
+                    "checkpoint (a diverged run?) and evaluate at the input size it was trained at")
             outputs = logits.shape[1]
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
