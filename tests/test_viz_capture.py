@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import attnzoo
+from attention_helpers import assert_attention_matters, wake
 from attnzoo.surgery import model_stages
 from attnzoo.viz import UnknownLayerError, capture, capturing, find_attention, stage_layer_names
 
@@ -16,7 +17,8 @@ IMG = 16
 def small_model(name: str) -> nn.Module:
     torch.manual_seed(0)
     small = not name.startswith("cnn3")
-    return attnzoo.build_model(name, num_classes=10, in_chans=1, small_input=small).eval()
+    # woken BNs: on timm's zero-initialised residual branches the attention would gate zeros
+    return wake(attnzoo.build_model(name, num_classes=10, in_chans=1, small_input=small)).eval()
 
 
 def no_hooks_left(model: nn.Module) -> bool:
@@ -44,7 +46,9 @@ def test_cbam_gates_have_the_shapes_of_the_blocks_they_gate(cbam18):
 
 def test_gate_is_the_one_the_forward_pass_applied():
     model = small_model("resnet18_se")
-    captured, _ = capture(model, torch.randn(2, 1, IMG, IMG), ["layer2.1.bn2", "layer2.1.se"])
+    x = torch.randn(2, 1, IMG, IMG)
+    assert_attention_matters(model, x)
+    captured, _ = capture(model, x, ["layer2.1.bn2", "layer2.1.se"])
     gate = captured.attention[3].channel()
     assert captured.attention[3].name == "layer2.1.se"
     expected = captured.features["layer2.1.bn2"] * gate[:, :, None, None]
@@ -127,6 +131,7 @@ def test_unknown_layer_without_close_match_lists_top_level_layers(cbam18):
 
 def test_capturing_changes_neither_outputs_nor_training_mode(cbam18):
     x = torch.randn(2, 1, IMG, IMG)
+    assert_attention_matters(cbam18, x)
     with torch.no_grad():
         expected = cbam18(x)
     cbam18.train()
