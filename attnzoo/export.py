@@ -30,11 +30,16 @@ class ExportError(AttnzooError):
 
 @dataclass(frozen=True)
 class ExportCheck:
-    """How far onnxruntime's logits are from PyTorch's on a random batch."""
+    """How far onnxruntime's logits are from PyTorch's on a random batch, and how large PyTorch's logits are.
+
+    ``max_abs_logit`` lets a caller judge the difference relative to the logits' scale (float32 kernels
+    that differ in summation order disagree in proportion to the values they produce).
+    """
 
     max_abs_diff: float
     batch_size: int
     input_size: tuple[int, int, int]
+    max_abs_logit: float
 
 
 def model_input_size(model: nn.Module) -> tuple[int, int, int]:
@@ -132,4 +137,4 @@ def check_onnx(
     if not np.isfinite(got).all():
         raise ExportError(f"onnxruntime's logits at input {size} are NaN or infinite where PyTorch's are finite; "
                           "report the model name, or retry with --dynamo")
-    return ExportCheck(float(np.abs(got - expected).max()), batch_size, input_size)
+    return ExportCheck(float(np.abs(got - expected).max()), batch_size, input_size, float(np.abs(expected).max()))

@@ -21,12 +21,11 @@ def test_exported_logits_match_pytorch(tmp_path, base, attn):
     model = awake_model(f"{base}_{attn}", num_classes=10)
     x = torch.randn(2, *SMALL)
     assert_attention_matters(model, x)
-    with torch.no_grad():
-        scale = max(1.0, model(x).abs().max().item())  # woken BNs give logits up to ~25 (mobilenetv2 + mhsa)
     path = export_onnx(model, tmp_path / "model.onnx", input_size=SMALL)
     check = check_onnx(model, path, input_size=SMALL)
     assert check.batch_size != 2  # the export's example batch: the batch axis really is dynamic
-    assert check.max_abs_diff < 1e-5 * max(10.0, scale)  # 1e-4 absolute, 1e-5 relative above 10; NaN fails
+    # woken BNs give logits up to ~25 (mobilenetv2 + mhsa): float32 kernels agree to ~1e-5 of that scale
+    assert check.max_abs_diff < 5e-5 * max(1.0, check.max_abs_logit)  # False for NaN
 
 
 def test_input_size_comes_from_the_model_config_and_first_conv():
