@@ -133,3 +133,15 @@ def test_cli_push_uploads_nothing_private(hub, tmp_path):
     for path, data in uploaded.items():
         leaks = [secret for secret in private if secret.encode() in readable_part(path, data)]
         assert not leaks, f"{path} leaks {leaks}"
+
+
+def test_card_of_an_old_protocol_run_says_its_best_was_chosen_on_test():
+    from attnzoo.hub.card import RunEvidence, render_card
+
+    summary = {"dataset": "fashion-mnist", "top1": 91.0, "top5": 99.0, "best_top1": 91.4, "epochs": 2}
+    record = {"architecture": "resnet18", "num_classes": 10, "in_chans": 1, "surgery": []}
+    card = render_card("lab/r18", record, input_size=(1, 32, 32), evidence=RunEvidence("r18", summary, None))
+    assert "| Selection | old protocol: the best epoch was chosen on the test split" in card.text
+    assert "| Test top-1 (best epoch, chosen on test) | 91.40 % |" in card.text
+    # the published best weights: their test top-1, and no top-5 (only measured for the last epoch)
+    assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [("top-1", 91.4)]
