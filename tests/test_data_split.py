@@ -86,10 +86,19 @@ def test_sgd_follows_the_recipes_nesterov(tmp_path, nesterov):
     assert trainer.optimizer.param_groups[0]["nesterov"] is nesterov
 
 
-def test_resume_with_another_epochs_is_refused(tmp_path):
+def test_resume_with_another_schedule_is_refused(tmp_path):
+    """Each schedule-defining field, changed at resume, is named in the error (the run's files untouched)."""
     data = make_tiny_fashion_mnist(tmp_path / "data", train=128, test=8)
-    path = write_recipe(tmp_path / "r.yaml", data, tmp_path / "runs", epochs=1, model={"name": "cnn3"})
+    path = write_recipe(tmp_path / "r.yaml", data, tmp_path / "runs", epochs=1, model={"name": "cnn3"},
+                        sched={"name": "cosine", "warmup_epochs": 0.0}, optim={"name": "sgd", "lr": 0.1})
     train(*load_recipe(path))
-    recipe, resolved = load_recipe(path, ["epochs=3"])
-    with pytest.raises(CheckpointError, match=r"recipe field epochs differs .*: 1, now 3\)"):
-        train(recipe, resolved, resume=str(tmp_path / "runs" / "r" / "last.safetensors"))
+    last = tmp_path / "runs" / "r" / "last.safetensors"
+    before = {f.name: f.read_bytes() for f in last.parent.iterdir() if f.is_file()}
+    for override, message in [("epochs=3", r"epochs differs .*: 1, now 3\)"),
+                              ("sched.warmup_epochs=0.5", r"sched\.warmup_epochs differs .*: 0\.0, now 0\.5\)"),
+                              ("sched.name=step", r"sched\.name differs .*: 'cosine', now 'step'\)"),
+                              ("optim.lr=0.05", r"optim\.lr differs .*: 0\.1, now 0\.05\)")]:
+        recipe, resolved = load_recipe(path, [override])
+        with pytest.raises(CheckpointError, match="recipe field " + message):
+            train(recipe, resolved, resume=str(last))
+    assert {f.name: f.read_bytes() for f in last.parent.iterdir() if f.is_file()} == before

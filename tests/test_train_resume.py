@@ -77,7 +77,7 @@ def test_resume_refuses_a_changed_recipe(tmp_path):
     path = write_recipe(tmp_path / "r.yaml", data, tmp_path / "runs", max_steps=2)
     train(*load_recipe(path))
     recipe, resolved = load_recipe(path, ["optim.lr=0.5", "max_steps=null"])
-    with pytest.raises(Exception, match="recipe field optim differs"):
+    with pytest.raises(Exception, match="recipe field optim.lr differs"):
         train(recipe, resolved, resume=str(tmp_path / "runs" / "r" / "last.safetensors"))
 
 

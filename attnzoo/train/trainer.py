@@ -43,6 +43,15 @@ _RESUME_INVARIANT = ("model", "data", "aug", "optim", "sched", "ema", "mixup", "
                      "label_smoothing", "epochs")
 
 
+def _differences(key: str, was: object, now: object) -> list[tuple[str, object, object]]:
+    """(dotted field, saved value, current value) for each leaf that differs, so an error names
+    ``sched.warmup_epochs`` rather than printing the whole section."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        keys = sorted(set(was) | set(now), key=str)
+        return [d for k in keys for d in _differences(f"{key}.{k}", was.get(k), now.get(k))]
+    return [] if was == now else [(key, was, now)]
+
+
 class NonFiniteLossError(AttnzooError, FloatingPointError):
     """The loss became NaN or infinite; the run stopped without overwriting its last good checkpoint."""
 
@@ -244,12 +253,12 @@ class Trainer:
         tensors, header = checkpoint.load_state(path)
         saved = header.get("recipe", {})
         current = recipe_to_dict(self.recipe)
-        changed = [k for k in _RESUME_INVARIANT if saved.get(k) != current[k]]
+        changed = [d for k in _RESUME_INVARIANT for d in _differences(k, saved.get(k), current[k])]
         if changed:
-            raise CheckpointError(f"recipe field {changed[0]} differs from the run being resumed "
-                                  f"({checkpoint.state_path_for(path)}: {saved.get(changed[0])!r}, now "
-                                  f"{current[changed[0]]!r}); resume with the run's own recipe.yaml, or start a "
-                                  "new run (--set name=...) for another schedule")
+            field, was, now = changed[0]
+            raise CheckpointError(f"recipe field {field} differs from the run being resumed "
+                                  f"({checkpoint.state_path_for(path)}: {was!r}, now {now!r}); resume with the "
+                                  "run's own recipe.yaml, or start a new run (--set name=...) for another schedule")
         checkpoint.restore(tensors, header, model=self.model, optimizer=self.optimizer,
                            ema=self.ema.module if self.ema else None)
         if self.scheduler is not None and header.get("scheduler") is not None:
