@@ -31,8 +31,8 @@ _MARKERS = "osD^v<>ph*"
 
 def plot_pareto(tracks: list, path: Path) -> Path:
     """One panel per track (budgets never share a frontier): mean test top-1 against GMACs per image, error
-    bars the std over seeds, the dashed line the track's Pareto front. Variants are told apart by marker
-    and colour in each panel's legend, so no label can overlap a point or another label."""
+    bars the std over seeds, the track's Pareto front ringed and joined by a dashed line. Variants are told
+    apart by marker and colour in each panel's legend, so no label can overlap a point or another label."""
     cols = min(2, len(tracks))
     rows = -(-len(tracks) // cols)
     with plt.rc_context(_STYLE):
@@ -45,7 +45,9 @@ def plot_pareto(tracks: list, path: Path) -> Path:
                 ax.errorbar(x, y, yerr=g.std("test_top1") or 0.0, fmt=_MARKERS[i % len(_MARKERS)], ms=6, capsize=3,
                             color=f"C{i % 10}", label=f"{g.variant} (n={len(g.runs)})")
             front = pareto_front(points)
-            ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="0.5", lw=1, label="Pareto front")
+            # ringed points, so a front of one point (cheapest and best) shows too
+            ax.plot([p[0] for p in front], [p[1] for p in front], "--o", color="0.5", lw=1, ms=13, mfc="none",
+                    label="Pareto front (ringed)")
             ax.xaxis.set_major_locator(MaxNLocator(4))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
             ax.margins(x=0.15, y=0.15)
