@@ -160,7 +160,7 @@ def test_output_that_is_a_file(official18, tmp_path, capsys):
 def test_another_sources_file_points_at_the_right_from(official18, tmp_path, capsys):
     err = convert(capsys, "--from", "senet-pytorch", "--arch", "resnet18_se", str(official18[0]),
                   "--out", str(tmp_path / "o"))
-    assert "training checkpoint" in err and "known: official-cbam, senet-pytorch" in err
+    assert "training checkpoint" in err and "known: coord-attention, official-cbam, senet-pytorch" in err
 
 
 def test_se_weights_given_as_cbam_are_not_official_cbams(tmp_path, capsys):

@@ -90,6 +90,7 @@ _RULES: dict[str, Callable[[Any, int | None], str | None]] = {
     "beta": _small_int,
     "e_lambda": _positive_real,
     "qkv_bias": _flag,
+    "bias": _flag,
     "act_layer": _layer,
     "gate_layer": _layer,
 }

@@ -17,7 +17,11 @@ from attnzoo.attention.registry import register_attention
 
 @register_attention("coord")
 class CoordinateAttention(CoordAttn):
-    """Coordinate attention: ``x * gate_h(x) * gate_w(x)``."""
+    """Coordinate attention: ``x * gate_h(x) * gate_w(x)``.
+
+    ``bias`` gives the three 1x1 convs biases, as the authors' ``CoordAtt`` has (timm's default has none);
+    weights converted from their MobileNetV2 need it (docs/convert.md).
+    """
 
     def __init__(
         self,
@@ -25,6 +29,7 @@ class CoordinateAttention(CoordAttn):
         rd_ratio: float = 1 / 16,
         rd_channels: int | None = None,
         rd_divisor: int = 8,
+        bias: bool = False,
         act_layer: type[nn.Module] = nn.Hardswish,
         gate_layer: type[nn.Module] | str = "sigmoid",
     ) -> None:
@@ -33,6 +38,7 @@ class CoordinateAttention(CoordAttn):
             rd_ratio=rd_ratio,
             rd_channels=rd_channels,
             rd_divisor=rd_divisor,
+            bias=bias,
             act_layer=act_layer,
             gate_layer=gate_layer,
         )

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -42,7 +43,7 @@ def convert_checkpoint(
         )
     src_path, out = Path(src_file), Path(out_dir)
     _check_output(out, src_path, force)
-    model = _converted_model(src, architecture, src_path)
+    model, model_args = _converted_model(src, architecture, src_path)
     model.pretrained_cfg = {**model.pretrained_cfg, **src.data_config, "license": src.license}
     provenance = Provenance(file_name=src_path.name, sha256=sha256_of(src_path))
     name = f"{architecture}.{src.tag}"
@@ -52,7 +53,7 @@ def convert_checkpoint(
         save_pretrained(
             model, staging, repo_id=name, license=src.license,
             card=lambda config: render_convert_card(
-                src, architecture, provenance, config, name, _loading_calls(architecture, staging, model)
+                src, architecture, provenance, config, name, _loading_calls(architecture, staging, model, model_args)
             ),
         )
         _publish(staging, out)
@@ -61,20 +62,24 @@ def convert_checkpoint(
     return out
 
 
-def _loading_calls(architecture: str, folder: Path, model: nn.Module) -> list[str]:
+def _loading_calls(architecture: str, folder: Path, model: nn.Module, model_args: dict[str, Any]) -> list[str]:
     """The timm calls that load ``folder`` back with ``model``'s logits, as code for the card.
 
     ``local-dir:`` must work (else the written files are wrong, and nothing is published); the call by
-    attnzoo's name is listed only if that name's default pretrained config fits these weights.
+    attnzoo's name (with the model arguments the source implies, e.g. ``stages``) is listed only if that
+    name's default pretrained config fits these weights.
     """
     weights = folder / WEIGHTS_NAME
     n = model.num_classes
     classes = "" if n == 1000 else f", num_classes={n}"  # a head of another size must be asked for
+    extra = {k: v for k, v in model_args.items() if k not in ("num_classes", "in_chans")}
+    extra_code = "".join(f", {k}={v!r}" for k, v in extra.items())
     calls = {
         'timm.create_model(f"local-dir:{folder}", pretrained=True)': (f"local-dir:{folder}", {}),
-        f'timm.create_model("{architecture}", pretrained=True{classes},\n'
+        f'timm.create_model("{architecture}", pretrained=True{classes}{extra_code},\n'
         f'                          pretrained_cfg_overlay=dict(file=f"{{folder}}/model.safetensors"{classes}))': (
-            architecture, dict(num_classes=n, pretrained_cfg_overlay=dict(file=str(weights), num_classes=n))),
+            architecture,
+            dict(num_classes=n, **extra, pretrained_cfg_overlay=dict(file=str(weights), num_classes=n))),
     }
     size = tuple(model.pretrained_cfg["input_size"])
     x = torch.randn(1, *size, generator=torch.Generator().manual_seed(0))
@@ -111,10 +116,12 @@ def _check_output(out: Path, src_path: Path, force: bool) -> None:
         raise ConvertError(f"the source file {src_path} would be overwritten by the output; choose another --out")
 
 
-def _converted_model(src: Source, architecture: str, src_path: Path) -> nn.Module:
-    """``architecture`` holding the source file's weights, loaded strictly; mismatches name their keys."""
+def _converted_model(src: Source, architecture: str, src_path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """``(architecture holding the source file's weights, its model arguments)``, loaded strictly;
+    mismatches name their keys."""
     weights = src.weights_of(read_checkpoint(src_path), str(src_path))
-    model = timm.create_model(architecture, **src.model_kwargs(weights, str(src_path)))
+    model_args = src.model_kwargs(weights, str(src_path))
+    model = timm.create_model(architecture, **model_args)
     state, unknown = src.to_attnzoo(weights, model)
     if unknown:
         raise CheckpointError(
@@ -130,7 +137,7 @@ def _converted_model(src: Source, architecture: str, src_path: Path) -> nn.Modul
         guess = src.guess_architecture(weights)
         hint = f"; the file looks like {guess}: use --arch {guess}" if guess and guess != architecture else ""
         raise CheckpointError(f"{err}{hint}") from None
-    return model.eval()
+    return model.eval(), model_args
 
 
 def _unknown_hint(src: Source, unknown: list[str]) -> str:

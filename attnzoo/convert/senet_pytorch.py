@@ -19,21 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 
 from attnzoo.convert.registry import PublishedResult, register_source
 from attnzoo.convert.resnet import ResNetSource
+from attnzoo.convert.widen import zero_pad
 
 _FC = {"se.fc.0.weight": "se.fc1", "se.fc.2.weight": "se.fc2"}
-
-
-def _zero_pad(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """``value`` padded with zeros at the end of each dimension up to ``shape``; unchanged if it cannot be
-    (a larger or differently ranked tensor is left for the strict load to report)."""
-    if value.ndim != len(shape) or any(have > want for have, want in zip(value.shape, shape)):
-        return value
-    padding = [p for have, want in zip(reversed(value.shape), reversed(shape)) for p in (0, want - have)]
-    return F.pad(value, padding)
 
 
 class SenetPytorch(ResNetSource):
@@ -73,7 +64,7 @@ class SenetPytorch(ResNetSource):
         value = value[..., None, None] if value.ndim == 2 else value
         if weight not in target:  # a block the chosen architecture lacks: the strict load names it
             return {weight: value, bias: value.new_zeros(value.shape[0])}
-        return {weight: _zero_pad(value, target[weight].shape), bias: torch.zeros_like(target[bias])}
+        return {weight: zero_pad(value, target[weight].shape), bias: torch.zeros_like(target[bias])}
 
 
 register_source(SenetPytorch())
