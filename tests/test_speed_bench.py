@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attnzoo_cli import main
+from attnzoo_cli.commands.bench import thread_settings
 from attnzoo.errors import UnknownModelError
 from attnzoo.evaluate.bench import Setting, candidates, identical_outputs, run_mode, training_peak_bytes
 from attnzoo.evaluate.throughput import peak_allocated
@@ -55,7 +56,7 @@ def test_training_peak_counts_weights_gradients_and_momentum():
 
 
 def test_cbam_adds_at_most_10_percent_to_training_memory():
-    table = run_mode(["resnet18_cbam"], "memory", Setting(train_batch=32, train_size=64), "")
+    (table,) = run_mode(["resnet18_cbam"], "memory", Setting(train_batch=32, train_size=64), "")  # thread-free
     assert [row.label for row in table.rows][:2] == ["resnet18", "resnet18_cbam"]
     assert table.rows[0].ratio == 1.0
     assert table.rows[1].ratio <= 1.10
@@ -68,10 +69,32 @@ def test_bench_command_prints_ratio_tables_and_logs_them(tmp_path, capsys):
                  "--log", str(log)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "1 torch thread(s)" in out and "timm seresnet18" in out
-    assert "inference, eager fp32, batch 2 at 32x32" in out
-    assert "training step (fwd + bwd + SGD), batch 2 at 32x32" in out
+    assert "timm seresnet18" in out and "wall-clock time" in out
+    assert out.count("inference, eager fp32, batch 2 at 32x32, 1 thread(s)") == 1
+    assert out.count("training step (fwd + bwd + SGD), batch 2 at 32x32, 1 thread(s)") == 1
     assert log.read_text().strip() == out.strip()
+
+
+def test_bench_measures_each_thread_setting_in_one_run_and_names_the_clock(capsys):
+    code = main(["bench", "resnet18_se", "--modes", "eager", "--infer-size", "32", "--infer-batch", "2",
+                 "--rounds", "1", "--iters", "1", "--threads", "2,1", "--clock", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "process CPU time (summed over all threads" in out
+    tables = [out.index(f"batch 2 at 32x32, {n} thread(s)") for n in (2, 1)]
+    assert tables[0] < tables[1]
+    assert out.count("\n  resnet18_se  ") == 2  # one row per table
+
+
+def test_bench_default_measures_torchs_default_and_one_thread():
+    parser_default = Setting().threads
+    assert parser_default == (None, 1)
+    assert thread_settings("default,1") == (None, 1) and thread_settings("1,1") == (1,)
+
+
+def test_bench_command_rejects_a_bad_thread_setting(capsys):
+    assert main(["bench", "resnet18_se", "--threads", "default,0"]) == 2
+    assert "--threads default,0: '0' is neither" in capsys.readouterr().err
 
 
 def test_bench_command_rejects_an_unknown_mode(capsys):

@@ -4,7 +4,10 @@ For each attention model the benchmark builds three candidates: the plain backbo
 timm's native equivalent where timm has one (``seresnet50``, ``resnet50`` with ``attn_layer='cbam'``, ...,
 built with the same weights so that the outputs can be compared). Timings interleave the candidates:
 every round runs each of them in turn, the ratio to the backbone is taken within the round, and the median
-over rounds is reported, which cancels most of the drift of a shared machine. Peak training memory is the
+over rounds is reported, which cancels most of the drift of a shared machine. Each mode is measured at every
+thread setting asked for (by default torch's default thread count, then one thread), in the same process,
+one table per setting: attention's passes over the feature maps gain less from more threads than the
+convolutions do, so the overhead differs between settings. Peak training memory is the
 most bytes the torch CPU allocator holds during one training step (weights, gradients, optimizer state and
 activations), replayed from the PyTorch profiler's allocation events.
 """
@@ -55,7 +58,7 @@ class Setting:
     train_size: int = 64
     rounds: int = 7
     iters: int = 3
-    threads: int | None = None
+    threads: tuple[int | None, ...] = (None, 1)  # thread settings measured in turn; None: torch's default
     clock: str = "wall"  # or "cpu": process CPU time, which ignores time spent waiting for a shared core
 
     def now(self) -> float:
@@ -246,46 +249,62 @@ def training_peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
 
 @dataclass
 class Table:
-    """One mode's results for one attnzoo model: rows in candidate order, the backbone first."""
+    """One mode's results for one attnzoo model at one thread count: rows in candidate order, the backbone
+    first. ``threads`` is None for a measurement that does not depend on it (memory)."""
 
     model: str
     mode: str
     unit: str
     rows: list[Measurement]
     notes: list[str] = field(default_factory=list)
+    threads: int | None = None
 
 
-def run_mode(names: list[str], mode: str, setting: Setting, workdir: str) -> Table:
-    """Measure ``mode`` (one of :data:`MODES`) for attnzoo models ``names`` (one backbone) and their peers."""
+def _timed_rows(cands: list[Candidate], models: dict[str, nn.Module], mode: str, x: torch.Tensor,
+                setting: Setting, threads: int, workdir: str) -> list[Measurement]:
+    """Interleaved timings (ms per call) of every candidate in ``mode`` with ``threads`` threads in use."""
+    if mode == "compiled":
+        torch.compiler.reset()  # each thread setting compiles afresh: inductor's CPU kernels bake in the count
+    make = {
+        "eager": _inference_step,
+        "compiled": _compiled_step,
+        "onnx": lambda m, x: _onnx_step(m, x, workdir, threads),
+        "train": TrainingStep,
+    }[mode]
+    seconds = _interleave({label: make(model, x) for label, model in models.items()}, setting)
+    return [Measurement(c.label, c.role, [s * 1e3 for s in seconds[c.label]]) for c in cands]
+
+
+def run_mode(names: list[str], mode: str, setting: Setting, workdir: str) -> list[Table]:
+    """Measure ``mode`` (one of :data:`MODES`) for attnzoo models ``names`` (one backbone) and their peers:
+    one table per thread setting of ``setting`` (one table for memory, which does not depend on it)."""
     cands = candidates(names)
     train = mode in ("train", "memory")
     batch, size = (setting.train_batch, setting.train_size) if train else (setting.infer_batch, setting.infer_size)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     models = {c.label: c.build() for c in cands}
-    rows = [Measurement(c.label, c.role) for c in cands]
-    if mode == "memory":
-        for row in rows:
-            row.values = [training_peak_bytes(models[row.label], x) / 2**20]
-        unit = "MiB"
-    else:
-        make = {
-            "eager": _inference_step,
-            "compiled": _compiled_step,
-            "onnx": lambda m, x: _onnx_step(m, x, workdir, setting.threads),
-            "train": TrainingStep,
-        }[mode]
-        seconds = _interleave({label: make(model, x) for label, model in models.items()}, setting)
-        for row in rows:
-            row.values = [s * 1e3 for s in seconds[row.label]]
-        unit = "ms"
-    for row in rows:
-        row.ratios = [v / b for v, b in zip(row.values, rows[0].values)]
     notes = []
     if mode == "eager":
         for twin in (c for c in cands if c.pair):
             diff = identical_outputs(models[twin.pair], models[twin.label], x)
             notes.append(f"{twin.pair} with {twin.label}'s weights: max |logit diff| {diff:.1e}")
-    return Table(cands[0].label, mode, unit, rows, notes)
+    if mode == "memory":
+        rows = [Measurement(c.label, c.role, [training_peak_bytes(models[c.label], x) / 2**20]) for c in cands]
+        measured = [(None, rows)]
+        unit = "MiB"
+    else:
+        measured = []
+        for threads in setting.threads:
+            with num_threads(threads) as in_use:
+                if in_use not in (t for t, _ in measured):  # torch's default may be one of the others
+                    measured.append((in_use, _timed_rows(cands, models, mode, x, setting, in_use, workdir)))
+        unit = "ms"
+    tables = []
+    for threads, rows in measured:
+        for row in rows:
+            row.ratios = [v / b for v, b in zip(row.values, rows[0].values)]
+        tables.append(Table(cands[0].label, mode, unit, rows, notes, threads))
+    return tables
 
 
 def profile_ops(names: list[str], mode: str, setting: Setting, top: int = 12) -> str:
@@ -318,7 +337,7 @@ def profile_ops(names: list[str], mode: str, setting: Setting, top: int = 12) ->
 
 
 def environment() -> str:
-    """Versions, threads and CPU, for the report's header."""
+    """Versions, torch's default thread count and CPU, for the report's header."""
     import onnxruntime
 
     cpu = platform.processor() or platform.machine()
@@ -327,8 +346,8 @@ def environment() -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     return (
         f"torch {torch.__version__}, timm {timm.__version__}, onnxruntime {onnxruntime.__version__}, "
-        f"python {platform.python_version()}; {torch.get_num_threads()} torch thread(s) of {os.cpu_count()} "
-        f"CPUs ({cpu})"
+        f"python {platform.python_version()}; torch's default {torch.get_num_threads()} thread(s) of "
+        f"{os.cpu_count()} CPUs ({cpu})"
     )
 
 
@@ -345,6 +364,8 @@ MODE_TITLES = {
 def format_table(table: Table, setting: Setting) -> str:
     """A plain-text table: time (or memory), ratio to the backbone, and the ratio's quartiles."""
     title = MODE_TITLES[table.mode].format(**vars(setting))
+    if table.threads is not None:
+        title += f", {table.threads} thread(s)"
     lines = [f"{table.model} family: {title}", f"  {'model':40s} {table.unit:>9s} {'ratio':>7s}  quartiles"]
     for row in table.rows:
         lo, hi = row.spread
@@ -359,13 +380,20 @@ def run_benchmark(
 ) -> list[Table]:
     """Run every mode for every model, passing each formatted table to ``report`` as it completes."""
     tables = []
-    with num_threads(setting.threads), tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as workdir:
         report(f"attnzoo bench: {environment()}")
-        clock = "process CPU time" if setting.clock == "cpu" else "wall-clock time"
-        report(f"timings: {clock}, median over {setting.rounds} interleaved rounds of {setting.iters} calls "
-               "each; ratio = time / backbone's time in the same round")
+        report(f"timings: {clock_description(setting)}, median over {setting.rounds} interleaved rounds of "
+               f"{setting.iters} calls each; ratio = time / backbone's time in the same round")
         for group in group_by_backbone(names).values():
             for mode in modes:
-                tables.append(run_mode(group, mode, setting, workdir))
-                report(format_table(tables[-1], setting))
+                for table in run_mode(group, mode, setting, workdir):
+                    tables.append(table)
+                    report(format_table(table, setting))
     return tables
+
+
+def clock_description(setting: Setting) -> str:
+    """Which clock the timings use, and what it means at more than one thread."""
+    if setting.clock == "wall":
+        return "wall-clock time"
+    return "process CPU time (summed over all threads: at more than one thread, work rather than latency)"

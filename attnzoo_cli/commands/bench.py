@@ -23,12 +23,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-size", type=int, default=64, help="training image side in pixels")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians are reported")
     parser.add_argument("--iters", type=int, default=3, help="calls per model per round")
-    parser.add_argument("--threads", type=int, help="torch and onnxruntime intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", default="default,1", metavar="LIST",
+                        help="comma-separated torch and onnxruntime intra-op thread counts, each measured in "
+                        "turn; 'default' is torch's own choice")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall-clock time, or process CPU time (steadier when other jobs share the cores; "
                         "use with --threads 1)")
     parser.add_argument("--profile", type=int, metavar="N", help="instead of timing, print the N most "
-                        "expensive operators of each model (torch.profiler) for the first of --modes (eager or train)")
+                        "expensive operators of each model (torch.profiler) for the first of --modes (eager or train) "
+                        "at the first --threads setting")
     parser.add_argument("--log", metavar="PATH", help="also append the report to this file")
     parser.set_defaults(func=run)
 
@@ -39,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_at_least(args, (("--infer-batch", "infer_batch", 1), ("--infer-size", "infer_size", 8),
                           ("--train-batch", "train_batch", 1), ("--train-size", "train_size", 8),
-                          ("--rounds", "rounds", 1), ("--iters", "iters", 1), ("--threads", "threads", 1),
-                          ("--profile", "profile", 1)))
+                          ("--rounds", "rounds", 1), ("--iters", "iters", 1), ("--profile", "profile", 1)))
+    threads = thread_settings(args.threads)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.models:
         candidates(name)  # fail on a bad name before minutes of timing
     setting = Setting(args.infer_batch, args.infer_size, args.train_batch, args.train_size, args.rounds,
-                      args.iters, args.threads, args.clock)
+                      args.iters, threads, args.clock)
     log = open(args.log, "a") if args.log else None
 
     def report(text: str) -> None:
@@ -62,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
             if modes[0] not in ("eager", "train"):
                 raise AttnzooError(f"--profile works with --modes eager or train, not {modes[0]}")
-            with num_threads(args.threads):
-                report(f"attnzoo bench --profile: {environment()}")
+            header = environment()
+            with num_threads(threads[0]) as in_use:
+                report(f"attnzoo bench --profile at {in_use} thread(s): {header}")
                 for group in group_by_backbone(args.models).values():
                     report(profile_ops(group, modes[0], setting, args.profile))
         else:
@@ -72,3 +76,19 @@ def run(args: argparse.Namespace) -> int:
         if log:
             log.close()
     return 0
+
+
+def thread_settings(text: str) -> tuple[int | None, ...]:
+    """``--threads`` as a tuple of thread counts (None for 'default'), in the order given."""
+    from attnzoo.errors import UsageError
+
+    settings = []
+    for item in (t.strip() for t in text.split(",")):
+        if item == "default":
+            settings.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            settings.append(int(item))
+        else:
+            raise UsageError(f"--threads {text}: {item!r} is neither a positive thread count nor 'default'; "
+                             "e.g. --threads default,1")
+    return tuple(dict.fromkeys(settings))
