@@ -89,6 +89,6 @@ def thread_settings(text: str) -> tuple[int | None, ...]:
         elif item.isdigit() and int(item) >= 1:
             settings.append(int(item))
         else:
-            raise UsageError(f"--threads {text}: {item!r} is neither a positive thread count nor 'default'; "
-                             "e.g. --threads default,1")
+            raise UsageError(f"--threads {text}: must be at least 1 thread per setting, or 'default' "
+                             f"(got {item!r}); e.g. --threads default,1")
     return tuple(dict.fromkeys(settings))
