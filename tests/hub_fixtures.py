@@ -7,11 +7,13 @@ fresh ``HF_HOME`` under ``tmp_path``, so the user's real ``~/.cache/huggingface`
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from huggingface_hub import HfApi
 from torch import nn
 
 from attnzoo.models import save_weights
@@ -89,3 +91,25 @@ def assert_same_weights(expected: nn.Module, actual: nn.Module, skip: tuple[str,
     assert sorted(want) == sorted(got)
     different = [k for k in want if not torch.equal(want[k], got[k])]
     assert not different, f"weights differ: {different[:5]}"
+
+
+def publish_files(repo: str, files: dict[str, bytes]) -> None:
+    """Put arbitrary files in a repo (the local Hub accepts anything the real one would)."""
+    api = HfApi()
+    api.create_repo(repo, exist_ok=True)
+    for path, content in files.items():
+        api.upload_file(path_or_fileobj=content, path_in_repo=path, repo_id=repo)
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    """The error's message, asserted to be one line."""
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def closed_port_url() -> str:
+    """An endpoint on 127.0.0.1 where nothing listens: an unreachable Hub."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -18,7 +18,7 @@ import attnzoo
 from attnzoo.data import read_idx
 from attnzoo.data.fashion_mnist import load_fashion_mnist
 from attnzoo.errors import AttnzooError, CheckpointError, DataFileError, HubError, RunFolderError, SurgeryError
-from attnzoo.hub.client import check_revision, split_hub_name
+from attnzoo.hub_client import check_revision, split_hub_name
 from attnzoo.models import load_model, model_config, save_weights
 from attnzoo.models.build import model_from_config
 from attnzoo.surgery import surgery_record

@@ -6,7 +6,7 @@ safetensors only. See docs/hub.md.
 """
 
 from attnzoo.hub.card import RunEvidence, render_card
-from attnzoo.hub.client import split_hub_name
+from attnzoo.hub_client import split_hub_name
 from attnzoo.hub.export import export_run, push_run, push_to_hub, save_pretrained
 from attnzoo.hub.load import load_config, load_model, load_state_dict
 

@@ -27,11 +27,10 @@ from attnzoo.data import fashion_mnist
 from attnzoo.errors import CheckpointError
 from attnzoo.evaluate.flops import count_macs
 from attnzoo.hub.card import RunEvidence, render_card
-from attnzoo.hub.client import api, check_revision, hub_errors, split_hub_name
+from attnzoo.hub_client import WEIGHTS_NAME, api, check_revision, hub_errors, split_hub_name
 from attnzoo.models import load_model, model_config
 from attnzoo.surgery.inject import model_stages
 
-WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 # pretrained_cfg fields that describe how to feed and load the weights; the rest (tag, url, paper ids,

@@ -22,12 +22,9 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from attnzoo.errors import AttnzooError, CheckpointError, HubError, UnknownModelError
-from attnzoo.hub.client import HUB_PREFIX, check_revision, download, list_files, split_hub_name
+from attnzoo.hub_client import HUB_PREFIX, check_revision, download, split_hub_name, weights_file
 from attnzoo.models import load_state_dict_strict, model_from_config
 from attnzoo.models.config_check import check_sizes
-
-WEIGHTS_NAME = "model.safetensors"
-PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
 
 
 def _repo(name: str, revision: str | None) -> tuple[str, str | None]:
@@ -57,27 +54,10 @@ def load_config(name: str, revision: str | None = None) -> dict[str, Any]:
     return config
 
 
-def _weights_path(repo_id: str, revision: str | None, allow_pickle: bool) -> tuple[Path, bool]:
-    """``(path, pickled)`` of the repo's weights: safetensors, else a pickle only if allowed."""
-    path = download(repo_id, WEIGHTS_NAME, revision, missing_ok=True)
-    if path is not None:
-        return path, False
-    where = _where(repo_id, revision)
-    pickles = [name for name in PICKLE_NAMES if name in list_files(repo_id, revision)]
-    if not pickles:
-        raise HubError(f"{where} has no {WEIGHTS_NAME}; publish the model with attnzoo push first")
-    if not allow_pickle:
-        raise HubError(
-            f"{where} has only pickled weights ({pickles[0]}), no {WEIGHTS_NAME}; attnzoo loads safetensors only: "
-            "ask the owner for safetensors, or pass allow_pickle=True to load with torch.load(weights_only=True)"
-        )
-    return download(repo_id, pickles[0], revision), True
-
-
 def load_state_dict(name: str, revision: str | None = None, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The repo's weights as a CPU state dict (``model.safetensors``; pickles only with ``allow_pickle``)."""
     repo_id, revision = _repo(name, revision)
-    path, pickled = _weights_path(repo_id, revision, allow_pickle)
+    path, pickled = weights_file(repo_id, revision, allow_pickle=allow_pickle)
     where = f"{path.name} of {_where(repo_id, revision)}"
     if pickled:
         try:

@@ -151,7 +151,7 @@ def _check_model(model: Any) -> None:
     from attnzoo.attention import check_kwargs, get_attention_class
     from attnzoo.attention.arguments import check_values as check_attention_values
     from attnzoo.errors import AttnzooError
-    from attnzoo.hub.client import split_hub_name
+    from attnzoo.hub_client import split_hub_name
     from attnzoo.models.build import check_model_name
 
     for field, check, value in (("name", check_model_name, model.name), ("init", split_hub_name, model.init)):

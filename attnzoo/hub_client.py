@@ -1,10 +1,13 @@
 """The one place attnzoo talks to the Hub client: downloads, the API handle, and error translation.
 
 huggingface_hub reports problems as a family of HTTP, offline and cache exceptions whose messages span
-many lines and name URLs. Everything the hub package does runs inside :func:`hub_errors`, which turns them
+many lines and name URLs. Every Hub call attnzoo makes runs inside :func:`hub_errors`, which turns them
 into one-line :class:`~attnzoo.errors.HubError` messages naming the repo, the revision and the fix.
 Settings (``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_HOME``) are the client's own and are read
 from ``huggingface_hub.constants`` at call time, never cached here.
+
+This module sits below ``attnzoo.models`` (it needs nothing but the client and :mod:`attnzoo.errors`), so
+the registered models' pretrained loading and the ``attnzoo.hub`` package share one download path.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import HfApi, constants, hf_hub_download
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -29,6 +32,8 @@ from huggingface_hub.errors import (
 from attnzoo.errors import HubError
 
 HUB_PREFIX = "hf-hub:"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth")
 
 
 # The Hub's own rules: org and name of letters, digits, '-', '_', '.', no '--' or '..', at most 96 characters.
@@ -117,20 +122,71 @@ def api(token: str | None = None) -> HfApi:
     return HfApi(endpoint=constants.ENDPOINT, token=token, library_name="attnzoo")
 
 
-def download(
-    repo_id: str, filename: str, revision: str | None = None, *, missing_ok: bool = False
-) -> Path | None:
-    """Fetch one file into the shared Hub cache (or find it there when offline) and return its path.
+def _check_reachable(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None) -> None:
+    """One request, no retries, before downloading a file the cache lacks.
 
-    With ``missing_ok``, a file the Hub says does not exist gives ``None`` instead of an error.
+    ``hf_hub_download`` retries a file it has no cached copy of five times with back-off (about 23 s) when
+    the Hub cannot be reached, and callers that try a second file wait twice. Asking once first turns an
+    unreachable Hub, a missing repo or a missing file into an error at once; the cost is one extra HEAD
+    request on a file's first download, and no retry of a transient network failure.
+    """
+    if constants.HF_HUB_OFFLINE or isinstance(
+        try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str
+    ):
+        return  # the download answers from the cache (or says it is not there) without waiting
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=constants.ENDPOINT)
+    get_hf_file_metadata(url, library_name="attnzoo")
+
+
+def download(
+    repo_id: str,
+    filename: str,
+    revision: str | None = None,
+    *,
+    missing_ok: bool = False,
+    cache_dir: str | Path | None = None,
+) -> Path | None:
+    """Fetch one file into the Hub cache (or find it there when offline) and return its path.
+
+    Fails in seconds, not after the client's retries, when the Hub cannot be reached and the file is not
+    cached. With ``missing_ok``, a file the Hub says does not exist gives ``None`` instead of an error.
     """
     with hub_errors(repo_id, revision, filename):
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="attnzoo"))
+            _check_reachable(repo_id, filename, revision, cache_dir)
+            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                        library_name="attnzoo"))
         except RemoteEntryNotFoundError:
             if missing_ok:
                 return None
             raise
+
+
+def weights_file(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    filename: str = WEIGHTS_NAME,
+    allow_pickle: bool = False,
+    cache_dir: str | Path | None = None,
+) -> tuple[Path, bool]:
+    """``(path, pickled)`` of a repo's weights: ``filename`` (safetensors), else a pickle only if allowed.
+
+    A repo with only a pickle is refused by name, so the user learns why a model that exists does not load.
+    """
+    path = download(repo_id, filename, revision, missing_ok=True, cache_dir=cache_dir)
+    if path is not None:
+        return path, False
+    where = f"{HUB_PREFIX}{_where(repo_id, revision)}"
+    pickles = [name for name in PICKLE_NAMES if name in list_files(repo_id, revision)]
+    if not pickles:
+        raise HubError(f"{where} has no {filename}; publish the model with attnzoo push first")
+    if not allow_pickle:
+        raise HubError(
+            f"{where} has only pickled weights ({pickles[0]}), no {filename}; attnzoo loads safetensors only: "
+            "ask the owner for safetensors, or pass allow_pickle=True to load with torch.load(weights_only=True)"
+        )
+    return download(repo_id, pickles[0], revision, cache_dir=cache_dir), True
 
 
 def list_files(repo_id: str, revision: str | None = None) -> list[str]:
