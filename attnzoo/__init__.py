@@ -5,10 +5,10 @@ works afterwards.
 """
 
 from attnzoo.attention import create_attention, list_attentions, register_attention
-from attnzoo.models import build_model, load_model, model_config, save_weights
+from attnzoo.loading import build_model
+from attnzoo.models import load_model, model_config, save_weights
 from attnzoo.surgery import SurgeryHook, inject, register_surgery
-
-__version__ = "0.1.0"
+from attnzoo.version import __version__
 
 __all__ = [
     "SurgeryHook",

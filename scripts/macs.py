@@ -1,7 +1,7 @@
 """Print the MAC counts that docs/evaluation.md and docs/training.md quote, so each figure has a log.
 
 Usage: ``python scripts/macs.py > results/cost/macs.txt``. Counts are per image, eval mode, under
-``attnzoo.evaluate.flops.MAC_CONVENTION``; nothing is timed, so the output does not depend on the machine.
+``attnzoo.flops.MAC_CONVENTION``; nothing is timed, so the output does not depend on the machine.
 """
 
 import sys
@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from attnzoo.evaluate.flops import MAC_CONVENTION, count_macs  # noqa: E402
+from attnzoo.flops import MAC_CONVENTION, count_macs  # noqa: E402
 from attnzoo.models import build_model  # noqa: E402
 
 

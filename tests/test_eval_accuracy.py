@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from attnzoo.evaluate.evaluate import ClassCountError, evaluate, format_table, measure_accuracy
-from attnzoo.evaluate.flops import MAC_CONVENTION
+from attnzoo.flops import MAC_CONVENTION
 
 class RankOracle(nn.Module):
     """Reads a class p from pixel (0, 0) and scores class c with -((c - p) mod 10): p first, p+1 second..."""

@@ -6,7 +6,7 @@ import torch
 
 from attnzoo_cli import main
 from attnzoo.models import build_model, save_weights
-from attnzoo.evaluate.flops import MAC_CONVENTION
+from attnzoo.flops import MAC_CONVENTION
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -6,7 +6,7 @@ from torch import nn
 
 import attnzoo  # noqa: F401  (registers resnet50_se, resnet50_cbam)
 from attnzoo.attention import get_attention_class
-from attnzoo.evaluate.flops import (
+from attnzoo.flops import (
     MAC_CONVENTION,
     cbam_macs,
     count_macs,

@@ -18,7 +18,7 @@ from timm.layers import SEModule
 import attnzoo
 from attnzoo import hub as attnzoo_hub
 from attnzoo.attention.se import SqueezeExcite
-from attnzoo.evaluate.flops import count_macs
+from attnzoo.flops import count_macs
 from attnzoo.models import build_model
 from hub_fixtures import assert_same_weights, hub, hub_server, make_run, train_steps, trained_run  # noqa: F401
 

@@ -7,7 +7,7 @@ import timm
 import torch
 from huggingface_hub import HfApi
 
-import attnzoo  # noqa: F401  (registers cnn3_cbam in timm)
+import attnzoo
 from attnzoo import hub as attnzoo_hub
 from attnzoo.errors import HubError
 from attnzoo.models import build_model
@@ -76,7 +76,8 @@ def test_backbone_weights_load_under_function_preserving_attention(hub):
     """Hub backbone + attention injected with preserve=True computes exactly the backbone's function."""
     plain = train_steps(timm.create_model("resnet10t", num_classes=4, in_chans=1), img_size=32)
     attnzoo_hub.push_to_hub(plain, "lab/resnet10t-plain")
-    injected = build_model("hf-hub:lab/resnet10t-plain", pretrained=True, attention="cbam", preserve=True).eval()
+    injected = attnzoo.build_model("hf-hub:lab/resnet10t-plain", pretrained=True, attention="cbam", preserve=True)
+    injected.eval()
     assert attnzoo.model_config(injected)["surgery"][0]["attn"] == "cbam"
     x = torch.randn(2, 1, 32, 32)
     torch.testing.assert_close(injected(x), plain(x), rtol=1e-5, atol=1e-5)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.autograd.function import FunctionCtx
+# torch registers global hooks publicly (register_module_forward_hook) but offers no public way to ask for them.
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from attnzoo.evaluate.flops import count_macs
+from attnzoo.flops import count_macs
 from attnzoo.evaluate.throughput import measure_throughput
 from attnzoo.models import model_from_config
 

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from attnzoo.errors import AttnzooError, DatasetNotFoundError, NonFiniteOutputError
 from attnzoo.evaluate.datasets import open_dataset
-from attnzoo.evaluate.flops import MAC_CONVENTION, MacCount, count_macs
-from attnzoo.evaluate.loading import load_eval_model
+from attnzoo.flops import MAC_CONVENTION, MacCount, count_macs
+from attnzoo.loading import load_eval_model
 from attnzoo.evaluate.throughput import Throughput, measure_peak_memory, measure_side_by_side, num_threads
 
 

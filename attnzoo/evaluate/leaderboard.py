@@ -25,7 +25,7 @@ import yaml
 
 from attnzoo.errors import AttnzooError
 from attnzoo.evaluate.cost import LATENCY_BATCH, LATENCY_THREADS, run_gmacs, run_latency
-from attnzoo.evaluate.flops import MAC_CONVENTION
+from attnzoo.flops import MAC_CONVENTION
 from attnzoo.evaluate.paired import PairedDifference, paired_difference
 
 

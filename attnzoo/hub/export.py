@@ -25,7 +25,7 @@ from torch import nn
 
 from attnzoo.data import fashion_mnist
 from attnzoo.errors import CheckpointError
-from attnzoo.evaluate.flops import count_macs
+from attnzoo.flops import count_macs
 from attnzoo.hub.card import RunEvidence, render_card
 from attnzoo.hub_client import WEIGHTS_NAME, api, check_revision, hub_errors, split_hub_name
 from attnzoo.models import load_model, model_config

@@ -39,24 +39,36 @@ def build_model(
     stem_stride: int = 1,
     **timm_kwargs: Any,
 ) -> nn.Module:
-    """Create ``name`` with timm, then apply the requested surgery.
+    """Create ``name`` with timm, then apply the requested surgery (:func:`apply_build_surgery`).
 
-    ``name`` is any timm or attnzoo name (with a pretrained tag) or ``hf-hub:org/repo``.
-    ``small_input`` swaps the stem for 28-64 px images (:func:`attnzoo.surgery.adapt_small_input`, with
-    ``stem_stride``). With
-    ``pretrained=True, attention=..., preserve=True`` a backbone's weights are kept and the attention
-    starts as the identity, so fine-tuning begins from the backbone's accuracy.
+    ``name`` is any timm or attnzoo name, with a pretrained tag if wanted. An ``hf-hub:`` name goes to
+    timm's own Hub loader here; :func:`attnzoo.build_model` reads it with attnzoo's (any recorded
+    surgery, safetensors only), since models sit below the hub package.
     """
     check_model_name(name)
     check_sizes(num_classes, in_chans)
-    if name.startswith("hf-hub:") and not timm_kwargs:
-        from attnzoo.hub import load_model  # hub builds on models: imported here, where it is needed
+    kwargs = {k: v for k, v in dict(num_classes=num_classes, in_chans=in_chans).items() if v is not None}
+    model = timm.create_model(name, pretrained=pretrained, **kwargs, **timm_kwargs)
+    return apply_build_surgery(model, attention=attention, stages=stages, preserve=preserve,
+                               attn_kwargs=attn_kwargs, small_input=small_input, stem_stride=stem_stride)
 
-        # attnzoo's loader: safetensors only, one-line errors, any recorded surgery
-        model = load_model(name, num_classes=num_classes, in_chans=in_chans, pretrained=pretrained)
-    else:
-        kwargs = {k: v for k, v in dict(num_classes=num_classes, in_chans=in_chans).items() if v is not None}
-        model = timm.create_model(name, pretrained=pretrained, **kwargs, **timm_kwargs)
+
+def apply_build_surgery(
+    model: nn.Module,
+    *,
+    attention: str | None = None,
+    stages: list[int] | None = None,
+    preserve: bool = False,
+    attn_kwargs: dict[str, Any] | None = None,
+    small_input: bool = False,
+    stem_stride: int = 1,
+) -> nn.Module:
+    """The surgery :func:`build_model` applies to a created model, for loaders that create it otherwise.
+
+    ``small_input`` swaps the stem for 28-64 px images (:func:`attnzoo.surgery.adapt_small_input`, with
+    ``stem_stride``). With ``pretrained=True, attention=..., preserve=True`` a backbone's weights are kept
+    and the attention starts as the identity, so fine-tuning begins from the backbone's accuracy.
+    """
     if small_input:
         adapt_small_input(model, stride=stem_stride)
     if attention:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# timm has no public name for its EfficientNet block classes; this is where its own efficientnet.py gets them.
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv, EdgeResidual, InvertedResidual
 from torch import nn
 

@@ -21,6 +21,7 @@ import yaml
 from attnzoo.errors import RunFolderError
 from attnzoo.train import checkpoint, commit
 from attnzoo.train.run_lock import RunLock
+from attnzoo.version import __version__
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s")
 
@@ -58,8 +59,6 @@ def write_environment(run_dir: Path, device: torch.device, world_size: int) -> N
     """Versions, hardware and command line, so a number can be traced to what produced it."""
     import timm
 
-    import attnzoo
-
     env = {
         "command": sys.argv,
         "python": platform.python_version(),
@@ -67,7 +66,7 @@ def write_environment(run_dir: Path, device: torch.device, world_size: int) -> N
         "processor": platform.processor(),
         "torch": torch.__version__,
         "timm": timm.__version__,
-        "attnzoo": attnzoo.__version__,
+        "attnzoo": __version__,
         "git_commit": _git_commit(),
         "device": str(device),
         "hardware": hardware(device, world_size),

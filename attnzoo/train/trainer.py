@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from attnzoo.data import DataBundle, build_data
 from attnzoo.errors import AttnzooError, CheckpointError, RecipeError, RunFolderError
-from attnzoo.models import build_model, load_state_dict_strict, model_config, read_weights, save_weights
+from attnzoo.loading import build_model, read_state_dict
+from attnzoo.models import load_state_dict_strict, model_config, read_weights, save_weights
 from attnzoo.train import checkpoint, commit, run_folder
 from attnzoo.train.distributed import DistInfo, all_reduce_sum, barrier, default_threads, init_distributed, shutdown
 from attnzoo.train.recipe import Recipe, recipe_to_dict
@@ -89,12 +90,7 @@ def _classifier_prefix(model: nn.Module) -> str | None:
 def _load_init(model: nn.Module, init: str) -> None:
     """Start from weights in a file or Hub repo (``hf-hub:org/name[@revision]``, safetensors only); a
     classifier of another size is left freshly initialised."""
-    if init.startswith("hf-hub:"):
-        from attnzoo.hub import load_state_dict
-
-        state_dict = load_state_dict(init)
-    else:
-        state_dict, _ = read_weights(init)
+    state_dict = read_state_dict(init)
     own = model.state_dict()
     head = _classifier_prefix(model)
     if head:

@@ -26,9 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnzoo.evaluate.loading import load_eval_model
     from attnzoo.evaluate.evaluate import input_size_of, run_img_size
     from attnzoo.export import ExportError, check_onnx, export_onnx
+    from attnzoo.loading import load_eval_model
 
     check_at_least(args, (("--num-classes", "num_classes", 1), ("--in-chans", "in_chans", 1),
                           ("--img-size", "img_size", 8), ("--tolerance", "tolerance", 0)))
