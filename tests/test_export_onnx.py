@@ -31,7 +31,8 @@ def test_exported_logits_match_pytorch(tmp_path, base, attn):
 def test_input_size_comes_from_the_model_config_and_first_conv():
     assert model_input_size(timm.create_model("resnet34_se")) == (3, 224, 224)
     assert model_input_size(timm.create_model("resnet34_se", in_chans=1)) == (1, 224, 224)
-    assert model_input_size(timm.create_model("resnet18_se.fmnist")) == (3, 32, 32)
+    assert model_input_size(timm.create_model("resnet18_se.fmnist")) == (1, 32, 32)
+    assert model_input_size(timm.create_model("resnet18_se")) == (3, 224, 224)
 
 
 def test_export_command_loads_a_checkpoint_with_its_surgery(tmp_path, capsys):

@@ -50,29 +50,35 @@ register_surgery(
 
 
 class Cnn3(nn.Module):
-    """The three-block CNN with timm's model interface (features, head, reset_classifier)."""
+    """The three-block CNN with timm's model interface (features, head, reset_classifier).
+
+    The head flattens the last feature map, so ``img_size`` (an int or timm's ``(H, W)``) fixes the input.
+    """
 
     def __init__(
         self,
         num_classes: int = 10,
         in_chans: int = 1,
-        img_size: int = 28,
+        img_size: int | tuple[int, int] = 28,
         drop_rate: float = 0.5,
         global_pool: str = "",
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.drop_rate = drop_rate
         chans = (in_chans, *CNN3_WIDTHS)
         self.stages = nn.Sequential(*(ConvBlock(chans[i], chans[i + 1]) for i in range(len(CNN3_WIDTHS))))
         self.feature_info = [
             dict(num_chs=c, reduction=2 ** (i + 1), module=f"stages.{i}") for i, c in enumerate(CNN3_WIDTHS)
         ]
-        side = img_size // 2 ** len(CNN3_WIDTHS)
-        self.fc1 = nn.Linear(CNN3_WIDTHS[-1] * side * side, CNN3_HIDDEN)
+        height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
+        reduction = 2 ** len(CNN3_WIDTHS)
+        self.fc1 = nn.Linear(CNN3_WIDTHS[-1] * (height // reduction) * (width // reduction), CNN3_HIDDEN)
         self.act = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(drop_rate)
-        self.num_features = self.head_hidden_size = CNN3_HIDDEN
+        self.num_features = CNN3_WIDTHS[-1]  # channels of forward_features, as timm defines it
+        self.head_hidden_size = CNN3_HIDDEN  # width of forward_head(pre_logits=True)
         self.fc = nn.Linear(CNN3_HIDDEN, num_classes) if num_classes else nn.Identity()
 
     def get_classifier(self) -> nn.Module:

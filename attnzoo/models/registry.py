@@ -1,15 +1,12 @@
 """attnzoo's names in timm's registry: ``<backbone>_<attention>`` and the cnn3 family.
 
 Names come from the tables below, not from hand-written functions: each (backbone, attention) pair gets a
-generated entrypoint registered with timm's ``register_model``, and a pretrained-config table
-(``default_cfgs``) that timm reads when it registers the name. Weights produced by the shipped
-Fashion-MNIST recipes are tagged ``fmnist`` and live on the Hub under ``$ATTNZOO_HUB_ORG`` (default
-``attnzoo``), e.g. ``attnzoo/resnet18_cbam.fmnist``.
+generated entrypoint registered with timm's ``register_model``, and its pretrained cfgs
+(:mod:`attnzoo.models.cfgs`) sit in ``default_cfgs``, which timm reads when it registers the name.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import timm
@@ -17,8 +14,11 @@ from timm.models import generate_default_cfgs, load_pretrained, register_model, 
 from torch import nn
 
 from attnzoo.errors import UnknownModelError
+from attnzoo.models.cfgs import FMNIST_MODEL_ARGS, hub_org, name_cfgs
 from attnzoo.models.cnn3 import Cnn3, build_cnn3
 from attnzoo.surgery import apply_surgery
+
+__all__ = ["ATTENTIONS", "BACKBONES", "BASE_ATTR", "FMNIST_MODEL_ARGS", "INJECTED", "default_cfgs", "hub_org"]
 
 BACKBONES = (
     "resnet18",
@@ -38,58 +38,16 @@ BACKBONES = (
 )
 ATTENTIONS = ("se", "cbam", "cbam_channel", "cbam_spatial", "eca", "coord", "simam", "mhsa")
 CNN3_ATTENTIONS = ("se", "cbam")
-
-# Backbones the Fashion-MNIST recipes train, and the model arguments those weights were trained with.
-FMNIST_MODEL_ARGS: dict[str, dict[str, Any]] = {
-    "resnet18": dict(in_chans=1, num_classes=10),  # padded to 32 px, standard stem
-    "mobilenetv2_100": dict(in_chans=1, num_classes=10, small_input=True),
-    "cnn3": dict(in_chans=1, num_classes=10),
-}
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
-# (first conv, classifier) per backbone, so timm can adapt in_chans and reset the head of loaded weights.
-FMNIST_LAYERS = {
-    "resnet18": ("conv1", "fc"),
-    "mobilenetv2_100": ("conv_stem", "classifier"),
-    "cnn3": ("stages.0.conv", "fc"),
-}
 BASE_ATTR = "attnzoo_base"
-
-
-def hub_org() -> str:
-    """The Hub organisation holding attnzoo's weights (``$ATTNZOO_HUB_ORG``, default ``attnzoo``)."""
-    return os.environ.get("ATTNZOO_HUB_ORG", "attnzoo")
-
-
-def _fmnist_cfg(name: str, base: str) -> dict[str, Any]:
-    first_conv, classifier = FMNIST_LAYERS[base]
-    return dict(
-        hf_hub_id=f"{hub_org()}/{name}.fmnist",
-        num_classes=10,
-        input_size=(1, 32, 32) if base == "resnet18" else (1, 28, 28),
-        mean=FMNIST_MEAN,
-        std=FMNIST_STD,
-        crop_pct=1.0,
-        interpolation="bilinear",
-        first_conv=first_conv,
-        classifier=classifier,
-        license="apache-2.0",
-    )
-
-
-def _default_cfgs(names: dict[str, str]) -> dict[str, Any]:
-    """An ``fmnist`` config for names the recipes train (plain/SE/CBAM), an untagged one for the rest."""
-    cfgs: dict[str, dict[str, Any]] = {}
-    for name, base in names.items():
-        if base in FMNIST_MODEL_ARGS and name in (base, f"{base}_se", f"{base}_cbam"):
-            cfgs[f"{name}.fmnist"] = _fmnist_cfg(name, base)
-        else:
-            cfgs[name] = dict(num_classes=1000, input_size=(3, 224, 224), license="apache-2.0")
-    return generate_default_cfgs(cfgs)
-
 
 INJECTED = {f"{base}_{attn}": base for base in BACKBONES for attn in ATTENTIONS}
 INJECTED.update({f"cnn3_{attn}": "cnn3" for attn in CNN3_ATTENTIONS})
-default_cfgs = _default_cfgs({"cnn3": "cnn3", **INJECTED})
+default_cfgs = generate_default_cfgs(
+    {
+        **name_cfgs("cnn3", "cnn3", None),
+        **{k: v for name, base in INJECTED.items() for k, v in name_cfgs(name, base, name[len(base) + 1 :]).items()},
+    }
+)
 
 
 def _create_injected(
@@ -114,9 +72,11 @@ def _create_injected(
             f"{', '.join(timm.list_pretrained(variant + '.*')) or 'none'}); to start from the backbone's "
             f"weights use attnzoo.build_model({base!r}, pretrained=True, attention={attn!r}, preserve=True)"
         )
-    # Fashion-MNIST weights fix the input channels and stem they were trained with.
-    weights_args = FMNIST_MODEL_ARGS.get(base, {}) if pretrained and cfg.tag == "fmnist" else {}
-    model_args = {**weights_args, **kwargs}
+    # As timm's builder does, the cfg sets the classes and input channels unless the caller does; the fmnist
+    # tag also fixes the stem its weights were trained with.
+    cfg_args = dict(num_classes=cfg.num_classes, in_chans=cfg.input_size[0])
+    tag_args = FMNIST_MODEL_ARGS.get(base, {}) if cfg.tag == "fmnist" else {}
+    model_args = {**cfg_args, **tag_args, **kwargs}
     if small_input is not None:
         model_args["small_input"] = small_input
     ops = [{"op": "small_input", "stride": stem_stride}] if model_args.pop("small_input", False) else []
