@@ -6,8 +6,10 @@ fresh ``HF_HOME`` under ``tmp_path``, so the user's real ``~/.cache/huggingface`
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,9 @@ from torch import nn
 from attnzoo.models import save_weights
 from attnzoo.train import load_recipe, train
 from hub_server import HubServer, point_client_at
+
+# A behaviour bound for Hub failures, not a benchmark: the client's retries alone took ~23 s per file.
+FAST_S = 15.0
 from train_helpers import make_tiny_fashion_mnist, write_recipe
 
 
@@ -113,3 +118,19 @@ def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def pickled(model: nn.Module) -> bytes:
+    """``model``'s state dict as ``torch.save`` writes it (a pickle)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def fast_one_line_error(load, error: type[Exception], match: str) -> str:
+    """Run ``load``; it must raise ``error`` matching ``match``, in one line, within :data:`FAST_S`."""
+    start = time.perf_counter()
+    with pytest.raises(error, match=match) as err:
+        load()
+    assert time.perf_counter() - start < FAST_S
+    return one_line(err)

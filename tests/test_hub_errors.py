@@ -3,7 +3,6 @@ from deep inside the Hub client."""
 
 import io
 import json
-import time
 
 import pytest
 import timm
@@ -13,7 +12,7 @@ import attnzoo  # noqa: F401  (registers cnn3 in timm)
 from attnzoo import hub as attnzoo_hub
 from attnzoo_cli import main
 from attnzoo.errors import CheckpointError, HubError, UnknownModelError
-from hub_fixtures import closed_port_url, hub, hub_server, one_line, publish_files  # noqa: F401
+from hub_fixtures import closed_port_url, fast_one_line_error, hub, hub_server, one_line, publish_files  # noqa: F401
 from hub_server import point_client_at
 
 
@@ -61,11 +60,9 @@ def test_private_repo_is_invisible_without_a_token(hub, monkeypatch):
 
 def test_unreachable_endpoint_on_load_and_on_push(hub, monkeypatch):
     point_client_at(monkeypatch, closed_port_url(), hub.token, hub.hf_home)
-    start = time.perf_counter()
-    with pytest.raises(HubError, match="cannot reach the Hub at http://127.0.0.1") as err:
-        attnzoo_hub.load_model("hf-hub:lab/anything")
-    assert time.perf_counter() - start < 15, "the client's retries (~23 s a file) must not run before failing"
-    assert "HF_ENDPOINT" in one_line(err)
+    message = fast_one_line_error(lambda: attnzoo_hub.load_model("hf-hub:lab/anything"), HubError,
+                                  "cannot reach the Hub at http://127.0.0.1")
+    assert "HF_ENDPOINT" in message
     with pytest.raises(HubError, match="cannot reach the Hub"):
         attnzoo_hub.push_to_hub(timm.create_model("cnn3"), "lab/anything")
 

@@ -19,19 +19,11 @@ from attnzoo.errors import HubError
 from attnzoo.hub_client import WEIGHTS_NAME, split_hub_name, weights_file
 
 
-def load_pretrained_weights(
-    model: nn.Module,
-    pretrained_cfg: dict[str, Any],
-    *,
-    num_classes: int,
-    in_chans: int,
-    cache_dir: str | None = None,
-    strict: bool = True,
-) -> None:
-    """Load ``pretrained_cfg``'s weights into ``model`` as ``timm.models.load_pretrained`` does.
+def local_weights_cfg(pretrained_cfg: dict[str, Any], cache_dir: str | None = None) -> dict[str, Any]:
+    """A copy of ``pretrained_cfg`` whose Hub weights are downloaded and named as a local ``file``.
 
-    A cfg naming a local ``file`` or a ``state_dict`` (e.g. from ``pretrained_cfg_overlay``) goes to timm
-    untouched; a cfg naming ``hf_hub_id`` has its safetensors file (``hf_hub_filename``, default
+    A cfg naming a local ``file`` or a ``state_dict`` (e.g. from ``pretrained_cfg_overlay``) comes back
+    unchanged; one naming ``hf_hub_id`` has its safetensors file (``hf_hub_filename``, default
     ``model.safetensors``) downloaded first, never a pickle. Hub problems raise :class:`HubError` naming
     the model's tag.
     """
@@ -45,4 +37,19 @@ def load_pretrained_weights(
             name = ".".join(filter(None, (cfg.get("architecture"), cfg.get("tag"))))
             raise HubError(f"pretrained weights of {name or repo_id}: {err}") from None
         cfg.update(file=str(path), source="")  # timm reads a local file before any Hub id
-    load_pretrained(model, cfg, num_classes=num_classes, in_chans=in_chans, strict=strict)
+    return cfg
+
+
+def load_pretrained_weights(
+    model: nn.Module,
+    pretrained_cfg: dict[str, Any],
+    *,
+    num_classes: int,
+    in_chans: int,
+    cache_dir: str | None = None,
+    strict: bool = True,
+) -> None:
+    """Load ``pretrained_cfg``'s weights into ``model`` with ``timm.models.load_pretrained``, Hub files
+    fetched by :func:`local_weights_cfg` (``model.pretrained_cfg`` keeps naming the Hub repo)."""
+    load_pretrained(model, local_weights_cfg(pretrained_cfg, cache_dir), num_classes=num_classes,
+                    in_chans=in_chans, strict=strict)
