@@ -76,6 +76,16 @@ def test_cli_writes_weights_config_and_card(resnet18, tmp_path, capsys):
     assert "publishes no accuracy for this architecture" in card
 
 
+def test_resnet18_cbam_loads_by_name_with_a_file_overlay(resnet18, tmp_path):
+    """resnet18_cbam's default cfg describes ImageNet weights, so the converted file loads by name too."""
+    source, path = resnet18
+    out = convert_checkpoint("official-cbam", "resnet18_cbam", path, tmp_path / "out")
+    converted = timm.create_model(
+        "resnet18_cbam", pretrained=True, pretrained_cfg_overlay=dict(file=str(out / "model.safetensors")))
+    assert_same_logits(source, converted, images(1, seed=8))
+    assert 'timm.create_model("resnet18_cbam", pretrained=True' in (out / "README.md").read_text()
+
+
 def test_resnet34_cbam_loads_by_name_with_a_file_overlay(tmp_path):
     """The timm way: attnzoo's name, pretrained=True, and the converted file as the weights."""
     source = randomized(ResNet(34), seed=3)

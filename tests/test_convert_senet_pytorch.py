@@ -35,6 +35,18 @@ def test_se_resnet18_pads_the_narrow_bottleneck_exactly(tmp_path):
     assert converted.layer1[0].se.fc1.weight.shape[0] == 2 * source.layer1[0].se.fc[0].weight.shape[0]
 
 
+def test_se_resnet18_loads_by_name_with_a_file_overlay(tmp_path):
+    """resnet18_se's default cfg describes ImageNet weights, so the converted file loads by name too."""
+    source = randomized(se_resnet(18), seed=5)
+    path = tmp_path / "se_resnet18.pkl"
+    torch.save(source.state_dict(), path)
+    out = convert_checkpoint("senet-pytorch", "resnet18_se", path, tmp_path / "out")
+    converted = timm.create_model(
+        "resnet18_se", pretrained=True, pretrained_cfg_overlay=dict(file=str(out / "model.safetensors")))
+    assert_same_logits(source, converted, images(1, seed=9))
+    assert 'timm.create_model("resnet18_se", pretrained=True' in (out / "README.md").read_text()
+
+
 def test_se_resnet50_loads_by_name_and_quotes_the_published_accuracy(tmp_path):
     source = randomized(se_resnet(50), seed=2)
     path = tmp_path / "seresnet50-60a8950a85b2b.pkl"

@@ -8,9 +8,10 @@ with a hook registered here the way a third party would register one.
 from __future__ import annotations
 
 import torch
-from timm.models import build_model_with_cfg
+from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 from torch import nn
 
+from attnzoo.models.pretrained import local_weights_cfg
 from attnzoo.surgery import SurgeryHook, register_surgery
 from attnzoo.surgery.registry import scale_
 
@@ -100,7 +101,14 @@ class Cnn3(nn.Module):
 
 
 def build_cnn3(variant: str, pretrained: bool = False, **kwargs) -> Cnn3:
-    """timm-style builder (pretrained cfg, features_only) for the plain cnn3."""
+    """timm-style builder (pretrained cfg, features_only) for the plain cnn3.
+
+    Hub weights download through attnzoo's client, as for every attnzoo name (fast one-line errors).
+    """
+    if pretrained:
+        cfg = resolve_pretrained_cfg(variant, kwargs.pop("pretrained_cfg", None),
+                                     kwargs.pop("pretrained_cfg_overlay", None))
+        kwargs["pretrained_cfg"] = local_weights_cfg(cfg.to_dict(), kwargs.get("cache_dir"))
     return build_model_with_cfg(
         Cnn3, variant, pretrained, feature_cfg=dict(flatten_sequential=True, out_indices=(0, 1, 2)), **kwargs
     )

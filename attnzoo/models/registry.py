@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import timm
-from timm.models import generate_default_cfgs, load_pretrained, register_model, resolve_pretrained_cfg
+from timm.models import generate_default_cfgs, register_model, resolve_pretrained_cfg
 from torch import nn
 
 from attnzoo.errors import UnknownModelError
 from attnzoo.models.cfgs import FMNIST_MODEL_ARGS, hub_org, name_cfgs
 from attnzoo.models.cnn3 import Cnn3, build_cnn3
+from attnzoo.models.pretrained import load_pretrained_weights
 from attnzoo.surgery import apply_surgery
 
 __all__ = ["ATTENTIONS", "BACKBONES", "BASE_ATTR", "FMNIST_MODEL_ARGS", "INJECTED", "default_cfgs", "hub_org"]
@@ -85,7 +86,7 @@ def _create_injected(
     object.__setattr__(model, BASE_ATTR, base)
     model.pretrained_cfg = model.default_cfg = cfg.to_dict()
     if pretrained:
-        load_pretrained(
+        load_pretrained_weights(
             model,
             model.pretrained_cfg,
             num_classes=model_args.get("num_classes", 1000),
