@@ -60,6 +60,16 @@ def test_features_only_returns_every_stage():
     assert shapes == [(64, 32, 32), (256, 16, 16), (512, 8, 8), (1024, 4, 4), (2048, 2, 2)]
 
 
+@pytest.mark.parametrize("feature_cls", ["getter", "hook"])
+def test_every_features_only_wrapper_gets_the_attention_of_the_model(feature_cls):
+    """timm's other feature wrappers keep the model whole inside them; surgery reaches its blocks there."""
+    model = timm.create_model("resnet18_cbam")
+    features = timm.create_model("resnet18_cbam", features_only=True, feature_cls=feature_cls)
+    count = lambda m: sum(isinstance(x, get_attention_class("cbam")) for x in m.modules())  # noqa: E731
+    assert count(features) == count(model) == 8
+    assert [f.shape[1] for f in features(torch.randn(1, 3, 64, 64))] == [64, 64, 128, 256, 512]
+
+
 def test_forward_features_and_reset_classifier_still_work():
     model = timm.create_model("mobilenetv2_100_cbam").eval()
     assert model.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 1280, 2, 2)
@@ -88,6 +98,15 @@ def test_small_input_stem_keeps_resolution():
     assert deep.forward_features(torch.randn(1, 1, 32, 32)).shape == (1, 2048, 4, 4)
     mobile = build_model("mobilenetv2_100", in_chans=1, small_input=True, attention="se")
     assert mobile.forward_features(torch.randn(1, 1, 32, 32)).shape == (1, 1280, 2, 2)
+
+
+@pytest.mark.parametrize("name", ["resnet18_cbam", "mobilenetv2_100_se"])
+def test_small_input_stem_is_made_on_the_model_device_and_dtype(name):
+    """timm's create_model(device=..., dtype=...) places every tensor; the rebuilt stem conv too."""
+    model = timm.create_model(name, small_input=True, device="meta", dtype=torch.float64)
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    assert {t.device.type for t in tensors.values()} == {"meta"}
+    assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.float64}
 
 
 def test_build_model_injects_into_pretrained_style_weights_with_preserve():

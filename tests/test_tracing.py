@@ -76,6 +76,16 @@ def test_torchscript_matches_eager(case):
         torch.testing.assert_close(scripted(x), eager(model, x), **TOL)
 
 
+@pytest.mark.parametrize("name", ["cnn3", "cnn3_se", "cnn3_cbam"])
+def test_fx_graph_of_the_cnn3_family_can_be_scripted(name):
+    """timm's FX + TorchScript route: the graph's code carries forward()'s annotations, which must resolve."""
+    model = awake_model(name) if name == "cnn3" else sweep_model(f"cnn3+{name[5:]}")
+    x = torch.randn(2, 1, 28, 28)
+    scripted = torch.jit.script(torch.fx.symbolic_trace(model))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), eager(model, x), **TOL)
+
+
 def test_torch_export_with_dynamic_batch_matches_eager(case):
     name, model = case
     program = torch.export.export(model, (inputs(name, 2),), dynamic_shapes=({0: torch.export.Dim("batch")},))

@@ -5,7 +5,8 @@ classifier. The attention slot (``attn``) is filled through the same surgery reg
 with a hook registered here the way a third party would register one.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FX copies forward()'s annotations into the code it generates,
+# and TorchScript cannot read them as strings (timm's FX + TorchScript test).
 
 import torch
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg

@@ -26,7 +26,8 @@ def model_stages(model: nn.Module) -> list[nn.Module]:
 
     ResNets name them ``layer1``..``layerN``; the EfficientNet family keeps them in ``blocks``; most other
     timm models (and attnzoo's cnn3) in ``stages``, which timm's ``features_only`` wrappers flatten to
-    ``stages_0``, ``stages_1``, ... Stage numbers in the API count from 1.
+    ``stages_0``, ``stages_1``, ... and timm's other feature wrappers keep whole, as their only child
+    (``feature_cls="getter"``: ``model``, ``"hook"``: ``body``). Stage numbers in the API count from 1.
     """
     children = dict(model.named_children())
     for prefix, start in (("layer", 1), ("blocks_", 0), ("stages_", 0)):
@@ -38,6 +39,8 @@ def model_stages(model: nn.Module) -> list[nn.Module]:
     for name in ("blocks", "stages"):
         if isinstance(children.get(name), nn.Sequential):
             return list(children[name])
+    if len(children) == 1:
+        return model_stages(next(iter(children.values())))
     return []
 
 

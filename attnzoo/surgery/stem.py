@@ -25,7 +25,8 @@ def adapt_small_input(model: nn.Module, stride: int = 1) -> nn.Module:
     conv1 = getattr(model, "conv1", None)
     if isinstance(conv1, nn.Conv2d) and hasattr(model, "maxpool"):
         model.conv1 = nn.Conv2d(
-            conv1.in_channels, conv1.out_channels, kernel_size=3, stride=stride, padding=1, bias=False
+            conv1.in_channels, conv1.out_channels, kernel_size=3, stride=stride, padding=1, bias=False,
+            **_factory_kwargs(conv1),
         )
         model.maxpool = nn.Identity()
     elif isinstance(conv1, nn.Sequential) and hasattr(model, "maxpool"):
@@ -33,7 +34,9 @@ def adapt_small_input(model: nn.Module, stride: int = 1) -> nn.Module:
         model.maxpool = nn.Identity()
     elif isinstance(getattr(model, "conv_stem", None), nn.Conv2d):
         old = model.conv_stem
-        model.conv_stem = create_conv2d(old.in_channels, old.out_channels, old.kernel_size[0], stride=stride, padding="")
+        model.conv_stem = create_conv2d(
+            old.in_channels, old.out_channels, old.kernel_size[0], stride=stride, padding="", **_factory_kwargs(old)
+        )
     else:
         raise UnsupportedArchitectureError(
             f"small_input: {type(model).__name__} has neither a ResNet stem (conv1 + maxpool) nor an "
@@ -41,3 +44,8 @@ def adapt_small_input(model: nn.Module, stride: int = 1) -> nn.Module:
         )
     record_surgery(model, {"op": "small_input", "stride": stride})
     return model
+
+
+def _factory_kwargs(old: nn.Module) -> dict:
+    # the new stem conv lives where the old one did (e.g. the meta device of create_model(device="meta"))
+    return dict(device=old.weight.device, dtype=old.weight.dtype)
