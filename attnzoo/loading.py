@@ -104,7 +104,7 @@ def load_eval_model(
 def _check_architecture(found: str, name: str, source: str) -> None:
     if found and _arch(found) != _arch(name):
         raise CheckpointError(
-            f"{source} holds a {found} model, which does not fit {name}; evaluate it as "
+            f"{source} holds a {found} model, which does not fit {name}; name the model {found}, e.g. "
             f"`attnzoo eval {found} --checkpoint {source}`"
         )
 

@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speaks_for_the_job() -> bool:
+    """Under torchrun every process fails alike, so only rank 0 prints the error; a lone process always does,
+    even with a RANK left over in its environment."""
+    alone = os.environ.get("WORLD_SIZE", "1").strip() in ("", "0", "1")
+    return alone or os.environ.get("RANK", "0") == "0"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors print as one ``error:`` line and exit with status 2."""
     args = build_parser().parse_args(argv)
@@ -52,6 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AttnzooError as err:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every process fails alike: say it once
+        if _speaks_for_the_job():
             print(f"attnzoo {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ reads the cache, which keeps its output reproducible byte for byte. Delete ``cos
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -40,17 +41,29 @@ def _hardware() -> str:
     return f"{platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__.split('+')[0]}"
 
 
+def _read_cost(path: Path) -> dict | None:
+    """The cached cost, or None when there is none or it is not a cost a measurement wrote."""
+    try:
+        cost = json.loads(path.read_text())
+        ms = cost["ms_per_img"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    usable = isinstance(ms, (int, float)) and not isinstance(ms, bool) and math.isfinite(ms) and ms > 0
+    return cost if usable else None
+
+
 def run_latency(run_dir: Path, summary: dict) -> dict:
     """Cached latency of the run's model: CPU time per image, batch 32, one thread, eval mode.
 
     CPU time rather than wall clock, because runs are measured at different moments of a shared machine's
     load, and one thread's CPU time barely moves with it (the wall clock is kept as ``wall_ms_per_img``).
 
-    Measures and writes ``cost.json`` (atomically) when absent; otherwise returns what it holds.
+    Measures and writes ``cost.json`` (atomically) when absent or damaged; otherwise returns what it holds.
     """
     path = Path(run_dir) / COST_FILE
-    if path.is_file():
-        return json.loads(path.read_text())
+    cached = _read_cost(path)
+    if cached is not None:
+        return cached
     model = model_from_config(summary["model"])
     speed = measure_throughput(model, run_input_size(summary), batch_size=LATENCY_BATCH,
                                threads=LATENCY_THREADS, runs=LATENCY_RUNS, warmup=3)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from attnzoo.errors import AttnzooError
 from attnzoo.evaluate.cost import LATENCY_BATCH, LATENCY_THREADS, run_gmacs, run_latency
 from attnzoo.flops import MAC_CONVENTION
 from attnzoo.evaluate.paired import PairedDifference, paired_difference
+from attnzoo.models.config_check import MAX_IMG_SIZE, check_config
+from attnzoo.output_folder import check_output_folder, prepare_output_folder
+from attnzoo.train.commit import pending as commit_pending
 
 
 class LeaderboardError(AttnzooError, ValueError):
@@ -208,15 +212,33 @@ def _read_run(folder: Path) -> Run:
     with metrics.open() if metrics.is_file() else io.StringIO("") as f:
         epochs_logged = sum(1 for _ in csv.DictReader(f))
     run = Run(folder, summary, recipe_cfg if isinstance(recipe_cfg, dict) else {}, epochs_logged)
-    run.test_top1  # noqa: B018 - fails here, not later, on a summary without its score
+    _check_run(run)
     return run
+
+
+def _check_run(run: Run) -> None:
+    """ValueError (or KeyError, TypeError) for a summary whose values the board cannot rank, so that one
+    damaged run is left out here rather than stopping the whole board later."""
+    summary = run.summary
+    check_config(summary["model"], "summary.json model")
+    for key, high in (("seed", 2**32 - 1), ("img_size", MAX_IMG_SIZE), ("epochs", 10**6)):
+        if not isinstance(summary[key], int) or isinstance(summary[key], bool) or not 0 <= summary[key] <= high:
+            raise ValueError(f"summary.json {key} is {summary[key]!r}, not an integer in 0..{high}")
+    run.track, run.model_label, run.variant  # noqa: B018 - each fails on a value of the wrong type
+    scores = {"test_top1": run.test_top1, "best_test_top1": run.best_test_top1, "val_top1": run.val_top1,
+              "params": float(summary["params"])}
+    bad = [name for name, value in scores.items() if value is not None and not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"summary.json {bad[0]} is {scores[bad[0]]}")
 
 
 def gather_runs(runs_dir: str | os.PathLike) -> tuple[list[Run], list[str], list[str]]:
     """Complete runs under ``runs_dir`` (any depth, sorted by path), the unfinished runs' names, and one
     line per unreadable run folder (reported, never fatal)."""
     runs_dir = Path(runs_dir)
-    folders = sorted(p.parent for p in runs_dir.rglob("summary.json")) if runs_dir.is_dir() else []
+    folders = sorted(p.parent for p in runs_dir.rglob("summary.json")
+                     if not any(part.startswith(".") for part in p.relative_to(runs_dir).parts[:-1])
+                     ) if runs_dir.is_dir() else []  # not the inside of a commit (.staging/, .commit/)
     if not folders:
         raise LeaderboardError(
             f"no runs under {runs_dir}: expected {runs_dir}/<name>/summary.json as written by `attnzoo train`"
@@ -224,6 +246,9 @@ def gather_runs(runs_dir: str | os.PathLike) -> tuple[list[Run], list[str], list
     runs, unfinished, unreadable = [], [], []
     for folder in folders:
         rel = folder.relative_to(runs_dir).as_posix()
+        if commit_pending(folder):  # its files may be half old, half new until `--resume` finishes the commit
+            unfinished.append(f"{rel} (a crash interrupted its last commit)")
+            continue
         try:
             run = _read_run(folder)
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
@@ -427,9 +452,9 @@ def write_leaderboard(runs_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     """Gather, group and write the leaderboard files into ``out_dir``; returns the paths written."""
     from attnzoo.evaluate.pareto import plot_pareto  # matplotlib is only needed here
 
+    check_output_folder(out_dir, "the leaderboard")  # before minutes of work
     board = build_board(*gather_runs(runs_dir))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_folder(out_dir, "the leaderboard")
     files = {
         "leaderboard.csv": _csv([group_row(t, g) for t in board.tracks for g in t.groups], CSV_COLUMNS),
         "runs.csv": _csv([_run_row(t, r) for t in board.tracks for g in t.groups for r in g.runs], RUN_COLUMNS),

@@ -140,7 +140,8 @@ def _results_table(evidence: RunEvidence, input_size: tuple[int, ...], cost: tup
                   ("Test top-1 (best epoch, chosen on test)", _percent(s.get("best_top1")))]
     else:
         splits = s.get("splits") or {}
-        scores = [("Selection", f"best epoch (epoch {s.get('best_epoch')}) chosen on the val split "
+        best_epoch = f" (epoch {s['best_epoch']})" if s.get("best_epoch") is not None else ""  # None: unfinished
+        scores = [("Selection", f"best epoch{best_epoch} chosen on the val split "
                                 f"({splits.get('num_val')} images held out of training); test never used"),
                   ("Published weights", published),
                   (f"Test top-1 ({published}'s weights)", _percent(evidence.test_scores["top1"])),

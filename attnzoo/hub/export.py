@@ -29,6 +29,7 @@ from attnzoo.flops import count_macs
 from attnzoo.hub.card import RunEvidence, render_card
 from attnzoo.hub_client import WEIGHTS_NAME, api, check_revision, hub_errors, split_hub_name
 from attnzoo.models import load_model, model_config
+from attnzoo.output_folder import check_output_folder, prepare_output_folder
 from attnzoo.surgery.inject import model_stages
 
 CONFIG_NAME = "config.json"
@@ -219,7 +220,10 @@ def export_run(
 ) -> Path:
     """Write the folder :func:`push_run` would upload, without uploading (to inspect it first)."""
     split_hub_name(repo_id)
+    owns = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+    check_output_folder(folder, "the Hub files", owns)
     model, evidence = _run_model(run_dir, weights)
+    folder = prepare_output_folder(folder, "the Hub files", owns)
     return save_pretrained(model, folder, repo_id=repo_id, evidence=evidence, license=license)
 
 

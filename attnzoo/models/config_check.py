@@ -15,6 +15,7 @@ from attnzoo.errors import AttnzooError, CheckpointError
 MAX_CLASSES = 100_000  # ImageNet-22k has 21,843
 MAX_IN_CHANS = 1024
 MAX_OPS = 16
+MAX_IMG_SIZE = 4096  # input side in pixels: recipes, run summaries and the commands' --img-size
 
 
 def _int_in(value: Any, lo: int, hi: int) -> bool:

@@ -30,6 +30,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; :class:`CheckpointError` if missing or corrupt."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give a weights file, e.g. {path / 'best.safetensors'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path or the run folder")
     try:

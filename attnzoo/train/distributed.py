@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from attnzoo.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -32,8 +34,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
     ``device`` is ``auto`` (this process's CUDA device if there is one, else CPU), ``cpu`` or ``cuda``.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    world_size, rank, local_rank = _torchrun_env()
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         dev = torch.device(device if ":" in device else f"cuda:{local_rank}")
@@ -43,6 +44,27 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return DistInfo(rank, world_size, local_rank, dev)
+
+
+def _torchrun_env() -> tuple[int, int, int]:
+    """WORLD_SIZE, RANK and LOCAL_RANK as ``torchrun`` sets them, checked, so that a stray or mistyped
+    variable in a shell is a one-line error instead of a failed rendezvous."""
+    names = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0"}
+    raw = {name: os.environ.get(name, default).strip() for name, default in names.items()}
+    bad = [name for name, text in raw.items() if not text.isdigit()]
+    world_size = int(raw["WORLD_SIZE"]) if "WORLD_SIZE" not in bad else 0
+    if not bad and world_size < 1:
+        bad = ["WORLD_SIZE"]
+    if not bad and not int(raw["RANK"]) < world_size:
+        bad = ["RANK"]
+    if not bad and world_size > 1:
+        bad = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ][:1]
+    if bad:
+        shown = f"{bad[0]}={os.environ[bad[0]]!r}" if bad[0] in os.environ else f"{bad[0]} (unset)"
+        raise UsageError(f"environment variable {shown} does not describe a torchrun "
+                         "process (WORLD_SIZE >= 1, 0 <= RANK < WORLD_SIZE, MASTER_ADDR and MASTER_PORT set); "
+                         "start with torchrun, or unset WORLD_SIZE, RANK and LOCAL_RANK")
+    return world_size, int(raw["RANK"]), int(raw["LOCAL_RANK"])
 
 
 def default_threads(info: DistInfo) -> int | None:

@@ -3,6 +3,7 @@ evaluation, the leaderboard and the Hub export read."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -127,10 +128,21 @@ class RunClaim:
     run_dir: Path
     run_id: str | None
     lock: RunLock | None
+    created: bool = False  # this claim made the folder (a new run), so a run that fails to start removes it
 
     def release(self) -> None:
         if self.lock is not None:
             self.lock.release()
+
+    def abandon(self) -> None:
+        """Release the folder of a run that failed before its first commit; a folder this claim created
+        goes away with its identity and lock, so a mistake in the recipe leaves nothing behind."""
+        self.release()
+        if self.created and self.lock is not None:
+            for name in (RUN_FILE, self.lock.path.name):
+                (self.run_dir / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+                self.run_dir.rmdir()
 
 
 def claim(recipe: Any, resume: str | None, is_main: bool) -> RunClaim:
@@ -142,7 +154,9 @@ def claim(recipe: Any, resume: str | None, is_main: bool) -> RunClaim:
     """
     if resume is None:
         run_dir = Path(recipe.output) / recipe.name
+        created = not run_dir.exists()
     else:
+        created = False
         state = checkpoint.state_path_for(resume)
         run_dir = state.parent.resolve()
     lock = RunLock(run_dir).acquire() if is_main else None
@@ -155,7 +169,7 @@ def claim(recipe: Any, resume: str | None, is_main: bool) -> RunClaim:
         if lock is not None:
             lock.release()
         raise
-    return RunClaim(run_dir, run_id, lock)
+    return RunClaim(run_dir, run_id, lock, created)
 
 
 def _fresh_identity(run_dir: Path, recipe: Any, is_main: bool) -> str | None:

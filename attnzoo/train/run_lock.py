@@ -28,8 +28,12 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         """Take the lock or raise :class:`RunFolderError` naming the live process that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a file in the way, no permission, a read-only disk
+            raise RunFolderError(f"cannot create run folder {self.path.parent}: {err.strerror or err}; set "
+                                 "output (or --set name=...) to a folder you can write") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

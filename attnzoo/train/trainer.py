@@ -207,7 +207,7 @@ class Trainer:
         try:
             self._build(resume)
         except BaseException:
-            self.folder.release()
+            self.folder.abandon()
             raise
 
     def _build(self, resume: str | None) -> None:

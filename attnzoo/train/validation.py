@@ -15,11 +15,10 @@ from typing import Any
 import torch
 
 from attnzoo.errors import RecipeError
-from attnzoo.models.config_check import MAX_CLASSES, MAX_IN_CHANS
+from attnzoo.models.config_check import MAX_CLASSES, MAX_IMG_SIZE, MAX_IN_CHANS
 
 # A run folder name: one path component, no hidden or parent folder, no separators or spaces.
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
-MAX_IMG_SIZE = 4096
 
 
 Rule = tuple[Callable[[Any], bool], str]  # (accepts the value, what is allowed)

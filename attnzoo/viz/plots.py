@@ -85,7 +85,8 @@ def image_figure(
     """
     spatial = last_per_stage(captured, "spatial")
     layers = list(captured.features)
-    ncols = max(channels, 1 + len(spatial))
+    widest = max((captured.features[layer].shape[1] for layer in layers), default=1)
+    ncols = max(min(channels, widest), 1 + len(spatial))  # no empty columns past the widest layer's channels
     fig = Figure(figsize=(1.7 * ncols + 1, 1.9 * (1 + len(layers)) + 0.4), layout="constrained")
     axes = fig.subplots(1 + len(layers), ncols, squeeze=False)
     for ax in axes.flat:

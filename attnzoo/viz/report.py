@@ -16,6 +16,7 @@ from attnzoo.errors import CheckpointError
 from attnzoo.models import build_model, load_state_dict_strict, model_config, model_from_config, read_weights
 from attnzoo.models.io import CONFIG_KEY
 from attnzoo.models.registry import FMNIST_MODEL_ARGS, INJECTED
+from attnzoo.output_folder import prepare_output_folder
 from attnzoo.viz.capture import capture, stage_layer_names
 from attnzoo.viz.plots import excitation_figure, image_figure, save_figure
 from attnzoo.viz.samples import FASHION_MNIST_CLASSES, balanced_indices, fashion_mnist_test, prepare
@@ -81,6 +82,7 @@ def write_report(
     ``layers`` (default: the model's stages); the per-class channel gates average ``gate_images`` images.
     Test images are brought to ``img_size`` as training did (``resize``: ``pad`` or ``bilinear``).
     """
+    out = prepare_output_folder(out, "the figures")
     pixels, labels = fashion_mnist_test()
     order = balanced_indices(labels, max(images, gate_images))
     inputs = prepare(pixels[order], model_config(model)["in_chans"], img_size, resize)
@@ -89,7 +91,6 @@ def write_report(
 
     shown, logits = capture(model, inputs[:images], layers, batch_size=batch_size)
     predictions = logits.argmax(1)
-    out = Path(out)
     paths = []
     for i in range(len(predictions)):
         fig = image_figure(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from attnzoo_cli.options import check_at_least
+from attnzoo_cli.options import check_at_least, image_side
 
 MODE_HELP = "eager, compiled (torch.compile inductor), onnx (onnxruntime CPU), train (fwd+bwd+SGD), memory"
 
@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import AttnzooError
     from attnzoo.evaluate.bench import MODES, Setting, candidates, run_benchmark
 
-    check_at_least(args, (("--infer-batch", "infer_batch", 1), ("--infer-size", "infer_size", 8),
-                          ("--train-batch", "train_batch", 1), ("--train-size", "train_size", 8),
+    check_at_least(args, (("--infer-batch", "infer_batch", 1), image_side("--infer-size", "infer_size"),
+                          ("--train-batch", "train_batch", 1), image_side("--train-size", "train_size"),
                           ("--rounds", "rounds", 1), ("--iters", "iters", 1), ("--profile", "profile", 1)))
     threads = thread_settings(args.threads)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from attnzoo_cli.options import check_at_least
+from attnzoo_cli.options import check_at_least, image_side
 
 DEMO_RECIPE = {  # the leaderboard's cnn3 recipe (recipes/fashion_mnist/leaderboard/cnn3.yaml), shortened
     "data": {"dataset": "fashion-mnist", "test_split": "test"},  # val selects, test is what the table shows
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table
 
     check_at_least(args, (("--epochs", "epochs", 1), ("--max-steps", "max_steps", 1),
-                          ("--img-size", "img_size", 8)))
+                          image_side("--img-size", "img_size")))
     names = variants(args.backbone)
     if args.no_train:
         rows = evaluate_side_by_side(names, img_size=args.img_size)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from attnzoo_cli.options import check_at_least
+from attnzoo_cli.options import check_at_least, image_side
 
 # (option, attribute, smallest allowed value): counts that 0 or a negative number would make meaningless
 _COUNTS = (("--batch-size", "batch_size", 1), ("--runs", "runs", 1), ("--threads", "threads", 1),
-           ("--workers", "workers", 0), ("--img-size", "img_size", 8), ("--num-classes", "num_classes", 1))
+           ("--workers", "workers", 0), ("--num-classes", "num_classes", 1))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import CheckpointError
     from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table, write_rows
 
-    check_at_least(args, _COUNTS)
+    check_at_least(args, (*_COUNTS, image_side("--img-size", "img_size")))
     if args.checkpoint and len(args.models) > 1:
         raise CheckpointError(f"--checkpoint {args.checkpoint} fits one model, got {len(args.models)}; "
                               "evaluate the models one at a time")

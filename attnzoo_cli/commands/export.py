@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from attnzoo_cli.options import check_at_least
+from attnzoo_cli.options import check_at_least, image_side
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.loading import load_eval_model
 
     check_at_least(args, (("--num-classes", "num_classes", 1), ("--in-chans", "in_chans", 1),
-                          ("--img-size", "img_size", 8), ("--tolerance", "tolerance", 0)))
+                          image_side("--img-size", "img_size"), ("--tolerance", "tolerance", 0)))
     model = load_eval_model(args.model, args.checkpoint, num_classes=args.num_classes, in_chans=args.in_chans)
     input_size = input_size_of(model, args.img_size or run_img_size(args.checkpoint))  # as `attnzoo eval`
     path = export_onnx(model, args.onnx, input_size=input_size, dynamo=args.dynamo)

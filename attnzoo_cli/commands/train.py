@@ -28,11 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import RecipeError
     from attnzoo.train import load_recipe, train
+    from attnzoo.train.checkpoint import read_header
 
     recipe_path, overrides = args.recipe, args.overrides
     if recipe_path is None:
         if not args.resume:
             raise RecipeError("give a recipe file (e.g. recipes/fashion_mnist/resnet18_cbam.yaml) or --resume")
+        read_header(args.resume)  # a missing or foreign state file says so, not that recipe.yaml is missing
         recipe_path = Path(args.resume).parent / "recipe.yaml"
         # max_steps budgets one invocation (`--set max_steps=N` for a quick look), not the schedule: the
         # run's saved copy carries it, and resuming with it would stop again at once.

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from attnzoo_cli.options import check_at_least, image_side
+
+TEST_IMAGES = 10_000  # Fashion-MNIST's test split: one figure per image, so --images cannot exceed it
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -24,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist",),
                         help="dataset: its test split")
     parser.add_argument("--images", type=_positive, default=8,
-                        help="images to plot, classes taken in turn")
+                        help=f"images to plot, one figure each, classes taken in turn (at most {TEST_IMAGES:,})")
     parser.add_argument("--gate-images", type=_positive, default=1000,
                         help="test images averaged in the per-class channel-gate plot")
     parser.add_argument("--layers", help="comma-separated module names whose feature maps to show "
@@ -40,14 +44,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attnzoo.errors import UsageError
     from attnzoo.viz.report import fashion_mnist_model, run_input, write_report
 
+    check_at_least(args, (("--images", "images", 1, TEST_IMAGES), image_side("--img-size", "img_size")))
+    layers = args.layers.split(",") if args.layers else None
+    if layers and not all(name.strip() for name in layers):
+        raise UsageError(f"--layers {args.layers!r} has an empty name; give comma-separated module names, "
+                         "e.g. layer1,layer2")
     model = fashion_mnist_model(args.model, args.checkpoint)
     trained_with = run_input(args.checkpoint)
     weights = args.checkpoint or "untrained (random weights)"
     paths = write_report(
         model, args.out, title=f"{args.model} - {weights}", images=args.images, gate_images=args.gate_images,
-        layers=args.layers.split(",") if args.layers else None, channels=args.channels,
+        layers=[name.strip() for name in layers] if layers else None, channels=args.channels,
         img_size=args.img_size or trained_with.get("img_size", 28),
         resize=args.resize or trained_with.get("resize", "pad"),
     )
