@@ -94,7 +94,7 @@ def test_bench_default_measures_torchs_default_and_one_thread():
 
 def test_bench_command_rejects_a_bad_thread_setting(capsys):
     assert main(["bench", "resnet18_se", "--threads", "default,0"]) == 2
-    assert "--threads default,0: '0' is neither" in capsys.readouterr().err
+    assert "--threads default,0: must be at least 1 thread per setting, or 'default' (got '0')" in capsys.readouterr().err
 
 
 def test_bench_command_rejects_an_unknown_mode(capsys):
