@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from attnzoo.errors import AttnzooError, NonFiniteOutputError
+from attnzoo.outputs import prepare_output_file
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -59,13 +60,7 @@ def export_onnx(
     dynamo: bool = False,
 ) -> Path:
     """Write ``model`` (in eval mode, on CPU) to ``path`` as ONNX with a dynamic batch dimension."""
-    path = Path(path)
-    if path.is_dir() or path.name in ("", ".", ".."):
-        raise ExportError(f"--onnx {path} is a folder; give a file path such as {path / 'model.onnx'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ExportError(f"cannot create the folder of {path}: {err.strerror}; choose another --onnx path") from None
+    path = prepare_output_file(path, "--onnx", ".onnx")
     input_size = input_size or model_input_size(model)
     was_training = model.training
     model.eval()

@@ -352,3 +352,51 @@ def test_the_card_of_an_unfinished_run_shows_no_missing_value_as_none(tmp_path):
     card = (tmp_path / "hub" / "README.md").read_text()
     assert "| Selection | best epoch chosen on the val split" in card and "None" not in card
     assert "| Run status | stopped |" in card
+
+
+OUTPUT_FILES = [
+    (("eval", "cnn3", "--runs", "1", "--json"), "summary.json", "inside a training run's folder"),
+    (("eval", "cnn3", "--runs", "1", "--csv"), "metrics.csv", "inside a training run's folder"),
+    (("export", "cnn3", "--onnx"), "best.safetensors", "must end in .onnx"),
+    (("export", "cnn3", "--onnx"), "cnn3.onnx", "inside a training run's folder"),
+    (("bench", "cnn3_se", "--modes", "eager", "--rounds", "1", "--log"), "metrics.csv",
+     "inside a training run's folder"),
+]
+
+
+@pytest.mark.parametrize(("argv", "name", "match"), OUTPUT_FILES, ids=[f"{a[0]} {a[-1]} {n}" for a, n, _ in OUTPUT_FILES])
+def test_output_files_never_land_in_a_run_folder(finished_run, argv, name, match):
+    before = digest(finished_run)
+    code, _, err = run_cli(*argv, str(finished_run / name))
+    assert_one_line_error(code, err, match)
+    assert digest(finished_run) == before
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv"])
+def test_eval_output_that_is_a_folder_is_refused_before_evaluating(tmp_path, option):
+    code, out, err = run_cli("eval", "cnn3", "--runs", "1", option, str(tmp_path))
+    assert_one_line_error(code, err, f"{option} {tmp_path} is a folder")
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_eval_output_in_a_new_folder_is_written(tmp_path):
+    path = tmp_path / "new" / "rows.json"
+    code, _, err = run_cli("eval", "cnn3", "--runs", "1", "--json", str(path))
+    assert code == 0, err
+    assert json.loads(path.read_text())[0]["model"] == "cnn3"
+
+
+def test_a_run_that_selects_on_the_test_set_is_published_and_ranked_as_such(tmp_path):
+    data = make_tiny_fashion_mnist(tmp_path / "data", train=64, test=32)
+    recipe = write_recipe(tmp_path / "r.yaml", data, tmp_path / "runs", epochs=1,
+                          data={"root": str(data), "val_split": "test", "test_split": None})
+    train(*load_recipe(recipe))
+    run = tmp_path / "runs" / "r"
+    assert json.loads((run / "summary.json").read_text())["selection"] == "test"
+    code, _, err = run_cli("push", str(run), "--repo", "org/name", "--dry-run", str(tmp_path / "hub"))
+    assert code == 0, err
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "old protocol: the best epoch was chosen on the test split" in card and "test never used" not in card
+    code, _, err = run_cli("leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "lb"))
+    assert code == 0, err
+    assert "(old protocol: selected and reported on test)" in (tmp_path / "lb" / "LEADERBOARD.md").read_text()

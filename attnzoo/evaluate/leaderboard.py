@@ -29,7 +29,7 @@ from attnzoo.evaluate.cost import LATENCY_BATCH, LATENCY_THREADS, run_gmacs, run
 from attnzoo.flops import MAC_CONVENTION
 from attnzoo.evaluate.paired import PairedDifference, paired_difference
 from attnzoo.models.config_check import MAX_IMG_SIZE, check_config
-from attnzoo.output_folder import check_output_folder, prepare_output_folder
+from attnzoo.outputs import check_output_folder, prepare_output_folder
 from attnzoo.train.commit import pending as commit_pending
 
 

@@ -29,7 +29,7 @@ from attnzoo.flops import count_macs
 from attnzoo.hub.card import RunEvidence, render_card
 from attnzoo.hub_client import WEIGHTS_NAME, api, check_revision, hub_errors, split_hub_name
 from attnzoo.models import load_model, model_config
-from attnzoo.output_folder import check_output_folder, prepare_output_folder
+from attnzoo.outputs import check_output_folder, prepare_output_folder
 from attnzoo.surgery.inject import model_stages
 
 CONFIG_NAME = "config.json"

@@ -503,7 +503,8 @@ class Trainer:
             "splits": {"train": recipe.data.train_split, "val": recipe.data.val_split,
                        "test": recipe.data.test_split, "num_train": self.data.num_train,
                        "num_val": self.data.num_val, "num_test": self.data.num_test},
-            "selection": "val",  # best.safetensors: the epoch with the highest val top-1
+            # best.safetensors: the epoch with the highest top-1 on the val split, which may be the test set
+            "selection": "test" if recipe.data.val_split == "test" else "val",
             "top1": last.get("val_top1"),  # val split, final weights
             "top5": last.get("val_top5"),
             "best_top1": p.best_top1 if p.history else None,  # val split, best epoch

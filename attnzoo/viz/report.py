@@ -16,7 +16,7 @@ from attnzoo.errors import CheckpointError
 from attnzoo.models import build_model, load_state_dict_strict, model_config, model_from_config, read_weights
 from attnzoo.models.io import CONFIG_KEY
 from attnzoo.models.registry import FMNIST_MODEL_ARGS, INJECTED
-from attnzoo.output_folder import prepare_output_folder
+from attnzoo.outputs import prepare_output_folder
 from attnzoo.viz.capture import capture, stage_layer_names
 from attnzoo.viz.plots import excitation_figure, image_figure, save_figure
 from attnzoo.viz.samples import FASHION_MNIST_CLASSES, balanced_indices, fashion_mnist_test, prepare

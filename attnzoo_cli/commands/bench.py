@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import AttnzooError
     from attnzoo.evaluate.bench import MODES, Setting, candidates, run_benchmark
+    from attnzoo.outputs import prepare_output_file
 
     check_at_least(args, (("--infer-batch", "infer_batch", 1), image_side("--infer-size", "infer_size"),
                           ("--train-batch", "train_batch", 1), image_side("--train-size", "train_size"),
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         candidates(name)  # fail on a bad name before minutes of timing
     setting = Setting(args.infer_batch, args.infer_size, args.train_batch, args.train_size, args.rounds,
                       args.iters, threads, args.clock)
-    log = open(args.log, "a") if args.log else None
+    log = open(prepare_output_file(args.log, "--log"), "a") if args.log else None
 
     def report(text: str) -> None:
         print(text, flush=True)

@@ -38,8 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from attnzoo.errors import CheckpointError
     from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table, write_rows
+    from attnzoo.outputs import prepare_output_file
 
     check_at_least(args, (*_COUNTS, image_side("--img-size", "img_size")))
+    for option, path, suffix in (("--json", args.json, ".json"), ("--csv", args.csv, ".csv")):
+        if path:
+            prepare_output_file(path, option, suffix)  # before the evaluation, not after it
     if args.checkpoint and len(args.models) > 1:
         raise CheckpointError(f"--checkpoint {args.checkpoint} fits one model, got {len(args.models)}; "
                               "evaluate the models one at a time")

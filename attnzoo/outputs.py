@@ -1,7 +1,9 @@
-"""The folder a command writes its files into (``leaderboard --out``, ``viz --out``, ``push --dry-run``).
+"""Where a command writes: a folder (``leaderboard --out``, ``viz --out``, ``push --dry-run``) or a file
+(``eval --json/--csv``, ``export --onnx``, ``bench --log``).
 
 Checked before any work, so that a mistyped path never costs a traceback after minutes of work, and never
-writes into a run folder or over files that the command did not write itself.
+writes into a training run's folder (whose summary, metrics and weights an output would replace) or over
+files that the command did not write itself.
 """
 
 from __future__ import annotations
@@ -44,4 +46,26 @@ def prepare_output_folder(folder: str | os.PathLike, what: str, owns: Collection
     except OSError as err:
         raise UsageError(f"cannot create {path} for {what}: {err.strerror or err}; give a folder you can "
                          "write") from None
+    return path
+
+
+def prepare_output_file(file: str | os.PathLike, option: str, suffix: str | None = None) -> Path:
+    """``file`` as a Path, its folder created, if ``option`` (e.g. "--json") may write it.
+
+    Refuses a folder, a name without ``suffix``, and a file inside a training run's folder.
+    """
+    path = Path(file)
+    example = path / f"out{suffix or '.txt'}"
+    if path.is_dir() or path.name in ("", ".", ".."):
+        raise UsageError(f"{option} {path} is a folder; give a file path such as {example}")
+    if suffix and not path.name.endswith(suffix):
+        raise UsageError(f"{option} {path}: the file name must end in {suffix}")
+    if any((path.parent / marker).exists() for marker in RUN_MARKERS):
+        raise UsageError(f"{option} {path} is inside a training run's folder, whose files it could replace; "
+                         f"write it elsewhere, e.g. out/{path.name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create the folder of {option} {path}: {err.strerror or err}; choose another "
+                         "path") from None
     return path
