@@ -4,7 +4,7 @@ clone; each command exits 0 and no committed file changes.
 What stands in for the newcomer's machine, and nothing else differs from the README:
 
 - the clone's ``.venv`` is a link to this interpreter's environment (what ``scripts/setup.sh`` would build);
-- ``make demo`` runs the README's documented short demo, ``attnzoo demo --max-steps 20``, and ``make test``
+- ``make demo`` runs the README's documented short demo, ``.venv/bin/attnzoo demo --max-steps 20``, and ``make test``
   is this suite itself (both also re-run the set-up, which the link replaces);
 - the Hub is the loopback server of ``tests/hub_server.py``, reached through ``HF_ENDPOINT`` and ``HF_TOKEN``
   in the environment; it holds a randomly initialised ``timm/resnet50.a1_in1k`` for the examples that
@@ -32,7 +32,7 @@ from attnzoo.data.fashion_mnist import FASHION_MNIST_ROOT
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
-SETUP_STAND_INS = {"make demo": "attnzoo demo --max-steps 20", "make test": None}
+SETUP_STAND_INS = {"make demo": ".venv/bin/attnzoo demo --max-steps 20", "make test": None}  # as the Makefile calls it
 COMMAND_TIMEOUT_S = 300
 
 
