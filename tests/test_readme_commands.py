@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -80,14 +81,28 @@ def clone_with_environment(tmp_path: Path) -> Path:
     return clone
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of every finished child process so far: what a command costs, however busy the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_logged(argv: list[str], clone: Path, env: dict[str, str], label: str, times: list) -> None:
     """Run one README command in the clone; fail with its output's tail when it does not exit 0."""
-    tic = time.perf_counter()
+    tic, cpu_tic = time.perf_counter(), children_cpu_seconds()
     result = subprocess.run(argv, cwd=clone, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-    times.append((time.perf_counter() - tic, label))
+    times.append((time.perf_counter() - tic, children_cpu_seconds() - cpu_tic, label))
     output = (result.stdout + result.stderr)[-3000:]
     assert result.returncode == 0, f"`{label}` exited {result.returncode}:\n{output}"
     assert "Traceback" not in output, f"`{label}` printed a traceback:\n{output}"
+
+
+def print_times(times: list[tuple[float, float, str]]) -> None:
+    print(f"\nREADME commands on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
+    print("wall s   CPU s  command")
+    for wall, cpu, label in times:
+        print(f"{wall:6.1f}  {cpu:6.1f}  {label}")
+    print(f"{sum(t[0] for t in times):6.1f}  {sum(t[1] for t in times):6.1f}  in all")
 
 
 @pytest.mark.skipif(not (Path(sys.prefix) / "bin" / "activate").is_file(), reason="needs a virtual environment")
@@ -98,21 +113,25 @@ def test_every_readme_command_runs_as_written_in_a_fresh_clone(hub, tmp_path, ca
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env |= hub.client_env(hub.hf_home) | {"PYTHONPATH": str(clone), "MPLBACKEND": "Agg"}
     prelude: list[str] = []  # lines that set up the shell (`. .venv/bin/activate`) hold for every later line
-    times: list[tuple[float, str]] = []
+    times: list[tuple[float, float, str]] = []
     blocks = readme_blocks((clone / "README.md").read_text(encoding="utf-8"))
     assert [lang for lang, _ in blocks].count("sh") >= 5
 
-    for lang, body in blocks:
-        if lang == "python":
-            run_logged([sys.executable, "-c", body], clone, env, body.splitlines()[0] + " ...", times)
-            continue
-        for line in shell_commands(body):
-            command = stand_in(line)
-            if command is None:
+    try:
+        for lang, body in blocks:
+            if lang == "python":
+                run_logged([sys.executable, "-c", body], clone, env, body.splitlines()[0] + " ...", times)
                 continue
-            if command.startswith((". ", "source ")):
-                prelude.append(command)
-            run_logged(["bash", "-c", "\n".join(["set -e", *prelude, command])], clone, env, command, times)
+            for line in shell_commands(body):
+                command = stand_in(line)
+                if command is None:
+                    continue
+                if command.startswith((". ", "source ")):
+                    prelude.append(command)
+                run_logged(["bash", "-c", "\n".join(["set -e", *prelude, command])], clone, env, command, times)
+    finally:
+        with capsys.disabled():
+            print_times(times)
 
     assert (clone / "runs/demo/cnn3_cbam/last.safetensors").is_file()
     assert (clone / "out/cnn3_cbam.onnx").stat().st_size > 100_000
@@ -122,9 +141,3 @@ def test_every_readme_command_runs_as_written_in_a_fresh_clone(hub, tmp_path, ca
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == "", f"the README's commands changed committed files:\n{status.stdout}"
 
-    with capsys.disabled():
-        print(f"\nREADME commands, seconds each ({os.cpu_count()} cores, "
-              f"load average {os.getloadavg()[0]:.1f} at the end):")
-        for seconds, label in times:
-            print(f"{seconds:7.1f}  {label}")
-        print(f"{sum(s for s, _ in times):7.1f}  in all")

@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "95% t interval); write leaderboard.csv, runs.csv, paired.csv, LEADERBOARD.md and pareto.png (one "
         "panel per track) to --out.")
     parser.add_argument("runs", nargs="?", default="runs", help="folder of run folders")
-    parser.add_argument("--out", default="results", help="output folder")
+    parser.add_argument("--out", default="out/leaderboard", help="output folder (the committed board: --out results)")
     parser.set_defaults(func=run)
 
 

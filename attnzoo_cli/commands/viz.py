@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "run recipe.yaml, else 28)")
     parser.add_argument("--resize", choices=("pad", "bilinear"), help="how 28 px images reach --img-size "
                         "(default: the checkpoint's run recipe.yaml, else pad)")
-    parser.add_argument("--out", default="viz", help="folder for the PNGs")
+    parser.add_argument("--out", default="out/viz", help="folder for the PNGs")
     parser.set_defaults(func=run)
 
 
