@@ -35,3 +35,14 @@ def test_demo_rejects_an_unknown_backbone_in_one_line_with_suggestions(capsys):
         "attnzoo demo: error: unknown model 'resnet9000'; did you mean resnet200, resnet200d, resnet50, "
         "resnetrs200, resnest200e?\n"
     )
+
+
+def test_demo_run_again_into_the_same_output_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "runs" / "cnn3_se").mkdir(parents=True)
+    (tmp_path / "runs" / "cnn3_se" / "summary.json").write_text("{}")
+    assert main(["demo", "--output", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (
+        f"attnzoo demo: error: {tmp_path / 'runs'} already holds the demo's runs (cnn3_se); run it again with "
+        f"--output {tmp_path / 'runs'}2 (or move {tmp_path / 'runs'} away)\n"
+    )
+    assert not (tmp_path / "runs" / "cnn3").exists()

@@ -48,6 +48,18 @@ def variants(backbone: str) -> list[str]:
     return names
 
 
+def check_fresh_output(names: list[str], output: str) -> None:
+    """Refuse, before any work, an --output that already holds the demo's runs (a second ``make demo``):
+    the demo trains from scratch, and train's own refusal would name options the demo does not have."""
+    from attnzoo.errors import RunFolderError
+    from attnzoo.train.run_folder import RESULT_FILES
+
+    held = [name for name in names if any((Path(output) / name / file).exists() for file in RESULT_FILES)]
+    if held:
+        raise RunFolderError(f"{output} already holds the demo's runs ({', '.join(held)}); run it again with "
+                             f"--output {output.rstrip('/')}2 (or move {output} away)")
+
+
 def train_variant(name: str, args: argparse.Namespace) -> Path:
     """Train ``name`` under the demo recipe; returns its last checkpoint."""
     from attnzoo.train import recipe_from_dict, train
@@ -67,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_train:
         rows = evaluate_side_by_side(names, img_size=args.img_size)
     else:
+        check_fresh_output(names, args.output)
         checkpoints = [str(train_variant(name, args)) for name in names]
         print(f"evaluating {', '.join(names)} on the Fashion-MNIST test set", file=sys.stderr, flush=True)
         rows = evaluate_side_by_side(names, checkpoints=checkpoints, data="fashion-mnist")
