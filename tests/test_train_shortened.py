@@ -43,7 +43,12 @@ def test_resume_after_max_steps_runs_to_the_end_of_the_schedule(tmp_path, capsys
     run = tmp_path / "runs" / "short"
     assert main(["train", str(path), "--set", "max_steps=3"]) == 0
     assert json.loads((run / "summary.json").read_text())["status"] == "stopped"
+    stopped = capsys.readouterr().out.strip().splitlines()[-1]
+    assert stopped.startswith("short: stopped after ") and "None" not in stopped
+    assert stopped.endswith(f"; go on with attnzoo train --resume {run / 'last.safetensors'}")
     assert main(["train", "--resume", str(run / "last.safetensors")]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["status"], summary["epochs"]) == ("complete", 2)
-    assert "short: complete after 2 epochs" in capsys.readouterr().out
+    done = capsys.readouterr().out.strip().splitlines()[-1]
+    assert done.startswith(f"short: complete after 2 epochs, val top-1 {summary['top1']:.2f} "
+                           f"(best {summary['best_top1']:.2f}), test top-1 {summary['test_top1']:.2f}, ")

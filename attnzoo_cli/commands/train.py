@@ -41,7 +41,22 @@ def run(args: argparse.Namespace) -> int:
         overrides = ["max_steps=null", *overrides]
     recipe, path = load_recipe(recipe_path, overrides, args.seed)
     summary = train(recipe, path, resume=args.resume)
+    run_dir = Path(args.resume).parent if args.resume else Path(recipe.output) / recipe.name
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{summary['name']}: {summary['status']} after {summary['epochs']} epochs, top-1 {summary['top1']}, "
-              f"best {summary['best_top1']}, {summary['train_time_s']} s")
+        print(outcome(summary, run_dir))
     return 0
+
+
+def outcome(summary: dict, run_dir: Path) -> str:
+    """The run's last line: how far it got, the scores it has (val each epoch, test once complete), where
+    it lies and, for a run stopped early (max_steps, Ctrl-C), how to go on."""
+    parts = [f"{summary['name']}: {summary['status']} after {summary['epochs']} epochs"]
+    if summary["top1"] is not None:
+        parts.append(f"val top-1 {summary['top1']:.2f} (best {summary['best_top1']:.2f})")
+    if summary["test_top1"] is not None:
+        parts.append(f"test top-1 {summary['test_top1']:.2f}")
+    parts.append(f"{summary['train_time_s']} s in {run_dir}")
+    line = ", ".join(parts)
+    if summary["status"] != "complete":
+        line += f"; go on with attnzoo train --resume {run_dir / 'last.safetensors'}"
+    return line
