@@ -10,7 +10,9 @@ What stands in for the newcomer's machine, and nothing else differs from the REA
   in the environment; it holds a randomly initialised ``timm/resnet50.a1_in1k`` for the examples that
   download timm's weights;
 - ``PYTHONPATH`` names the clone, so its code runs even where the environment's editable install points at
-  another checkout.
+  another checkout;
+- ``OMP_NUM_THREADS=1``: one thread per process, as in the rest of the suite, so that a busy machine slows
+  the commands down no more than their CPU time (threads spinning on shared cores cost several times that).
 
 It needs the real Fashion-MNIST (``scripts/setup.sh`` installs it) and takes minutes, not seconds: the
 per-command times are printed (``pytest -s``). A command that would take longer belongs shortened in the
@@ -111,7 +113,7 @@ def test_every_readme_command_runs_as_written_in_a_fresh_clone(hub, tmp_path, ca
     serve_timm_resnet50(hub)
     clone = clone_with_environment(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env |= hub.client_env(hub.hf_home) | {"PYTHONPATH": str(clone), "MPLBACKEND": "Agg"}
+    env |= hub.client_env(hub.hf_home) | {"PYTHONPATH": str(clone), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     prelude: list[str] = []  # lines that set up the shell (`. .venv/bin/activate`) hold for every later line
     times: list[tuple[float, float, str]] = []
     blocks = readme_blocks((clone / "README.md").read_text(encoding="utf-8"))
