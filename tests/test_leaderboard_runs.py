@@ -115,5 +115,9 @@ def test_empty_runs_folder_is_a_one_line_error(tmp_path, capsys):
 
 def test_only_unfinished_runs_name_them_and_how_to_finish(tmp_path):
     make_run(tmp_path / "runs", "cnn3_s0", "cnn3", 0, 50.0, status="stopped")
-    with pytest.raises(LeaderboardError, match=r"no complete runs .*1 unfinished.*--resume"):
+    stopped_early = make_run(tmp_path / "runs", "cnn3_s1", "cnn3", 1, 50.0, status="stopped")
+    summary = json.loads((stopped_early / "summary.json").read_text())  # stopped mid-epoch: nothing scored
+    summary |= {"top1": None, "best_top1": None, "test_top1": None, "best_test_top1": None, "epochs": 0}
+    (stopped_early / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(LeaderboardError, match=r"no complete runs .*2 unfinished, 0 unreadable.*--resume"):
         write_leaderboard(tmp_path / "runs", tmp_path / "results")

@@ -212,7 +212,8 @@ def _read_run(folder: Path) -> Run:
     with metrics.open() if metrics.is_file() else io.StringIO("") as f:
         epochs_logged = sum(1 for _ in csv.DictReader(f))
     run = Run(folder, summary, recipe_cfg if isinstance(recipe_cfg, dict) else {}, epochs_logged)
-    _check_run(run)
+    if summary.get("status", "complete") == "complete":  # a stopped run has no score yet: unfinished
+        _check_run(run)
     return run
 
 
