@@ -1,8 +1,8 @@
 """Pretrained cfgs: every registered name and tag has timm's complete cfg, and it describes the model it builds.
 
 Building every name takes minutes on 2 cores: by default the build check covers every attention on one ResNet
-and one MobileNet, every base with SE, the cnn3 family and every tag; ``ATTNZOO_FULL_SWEEP=1`` builds every
-name.
+and one MobileNet, every base with SE, the cnn3 family, every name with published weights and their tags;
+``ATTNZOO_FULL_SWEEP=1`` builds every name and tag.
 """
 
 import os
@@ -14,13 +14,14 @@ from timm.data import resolve_data_config
 
 import attnzoo  # noqa: F401  (registers the models)
 from attnzoo.models.cfgs import ATTENTION_PAPERS
+from attnzoo.models.published import PUBLISHED
 from attnzoo.models.registry import INJECTED
 
 NAMES = sorted({"cnn3", *INJECTED})
 TAGGED = sorted(t for name in NAMES for t in timm.list_pretrained(f"{name}.*") if "." in t)
 FULL = os.environ.get("ATTNZOO_FULL_SWEEP") == "1"
 SAMPLE = sorted({n for n, base in INJECTED.items() if base in ("resnet18", "mobilenetv3_small_100", "cnn3")}
-                | {n for n in INJECTED if n.endswith("_se")} | {"cnn3"})
+                | {n for n in INJECTED if n.endswith("_se")} | {k.partition(".")[0] for k in PUBLISHED} | {"cnn3"})
 FIELDS = ("input_size", "pool_size", "crop_pct", "interpolation", "mean", "std", "first_conv", "classifier",
           "num_classes", "license")
 
@@ -43,11 +44,12 @@ def describes(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES + TAGGED)
 def test_every_name_and_tag_has_every_field(name):
     cfg = timm.get_pretrained_cfg(name).to_dict()
-    missing = [field for field in FIELDS if cfg.get(field) is None]
+    paper = () if name.partition(".")[0] == "cnn3" else ("paper_name", "paper_ids")  # plain cnn3 has no paper
+    missing = [field for field in FIELDS + paper if cfg.get(field) is None]
     assert not missing, f"{name} lacks {missing}"
 
 
-@pytest.mark.parametrize("name", (NAMES if FULL else SAMPLE) + TAGGED)
+@pytest.mark.parametrize("name", (NAMES if FULL else SAMPLE) + [t for t in TAGGED if FULL or t.partition(".")[0] in SAMPLE])
 def test_cfg_describes_the_model_it_builds(name):
     describes(name)
 
@@ -56,12 +58,13 @@ def test_cfg_describes_the_model_it_builds(name):
 def test_default_tag_is_the_architecture_timm_builds(name):
     cfg = timm.get_pretrained_cfg(name)
     assert (cfg.input_size, cfg.num_classes) == ((3, 224, 224), 1000)
-    base = timm.get_pretrained_cfg(INJECTED[name])
+    published = PUBLISHED.get(f"{name}.{cfg.tag}")  # a published default carries its weights' cfg
+    base = timm.get_pretrained_cfg(published["source"] if published else INJECTED[name])
     assert (cfg.mean, cfg.std, cfg.first_conv, cfg.classifier, cfg.pool_size, cfg.crop_pct) == (
         base.mean, base.std, base.first_conv, base.classifier, base.pool_size, base.crop_pct)
 
 
-@pytest.mark.parametrize("name", [n for n in INJECTED if not n.startswith("cnn3")])
+@pytest.mark.parametrize("name", [n for n in INJECTED if not any(k.startswith(f"{n}.") for k in PUBLISHED)])
 def test_paper_fields_name_the_attention_paper(name):
     cfg = timm.get_pretrained_cfg(name)
     assert (cfg.paper_name, cfg.paper_ids) == ATTENTION_PAPERS[name[len(INJECTED[name]) + 1:]]

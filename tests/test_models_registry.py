@@ -119,9 +119,9 @@ def test_unknown_model_name_suggests_close_ones():
         build_model("resnet50_cbma")
 
 
-def test_pretrained_without_published_weights_says_how_to_start_from_the_backbone():
-    with pytest.raises(UnknownModelError, match=r"build_model\('resnet50', pretrained=True, attention='cbam'"):
-        timm.create_model("resnet50_cbam", pretrained=True)
+def test_pretrained_without_any_weights_says_how_to_start_from_the_backbone():
+    with pytest.raises(UnknownModelError, match=r"build_model\('resnet50', pretrained=True, attention='simam'\)"):
+        timm.create_model("resnet50_simam", pretrained=True)  # simam cannot start as the identity: no preserve
 
 
 def test_fmnist_tags_point_at_hub_ids_for_the_recipes_weights():

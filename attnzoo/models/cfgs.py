@@ -1,11 +1,18 @@
 """Pretrained configs of attnzoo's names: the ``arch.tag`` table that timm's ``generate_default_cfgs`` reads.
 
-Each name's untagged (default) cfg describes what ``timm.create_model(name)`` builds. Its data fields
-(input size, pooling, crop, interpolation, normalisation, first conv, classifier) are copied from the base
-model's own timm default cfg, because attention surgery changes none of them; only the paper and licence
-fields are attnzoo's. Weights produced by the shipped Fashion-MNIST recipes are the non-default ``fmnist``
-tag (1 channel, 10 classes), on the Hub under ``$ATTNZOO_HUB_ORG`` (default ``attnzoo``). Every tag with
-weights pins a safetensors file, so timm never takes its pickle path.
+Each name's default cfg describes what ``timm.create_model(name)`` builds: 3x224x224 and 1000 classes for
+timm backbones. It is the first published tag where there is one, else the untagged, weightless cfg, whose
+fields (input size, pooling, crop, interpolation, normalisation, first conv, classifier) are copied from the
+base model's own timm default cfg, because attention surgery changes none of them; only the paper and
+licence fields are attnzoo's. Tags with weights, each pinning a safetensors file so timm never takes its pickle path:
+
+- published (e.g. ``resnet50_se.ra2_in1k``): a timm checkpoint that loads into the name as it is
+  (:mod:`attnzoo.models.published`, found by ``scripts/published_weights.py``); the first is the default;
+- function-preserving (``<backbone tag>_untrained_attn``, e.g. ``resnet50_cbam.a1_in1k_untrained_attn``): the
+  backbone's timm checkpoint, the attention untrained and initialised so that the network computes exactly
+  the backbone's function;
+- ``fmnist``: weights of the shipped Fashion-MNIST recipes (1 channel, 10 classes), on the Hub under
+  ``$ATTNZOO_HUB_ORG`` (default ``attnzoo``).
 """
 
 from __future__ import annotations
@@ -15,8 +22,12 @@ from typing import Any
 
 import timm
 
+from attnzoo.models.published import PRESERVING, PUBLISHED, TIMM_VERSION
+
 WEIGHTS_FILE = "model.safetensors"
 LICENSE = "apache-2.0"
+# Ends every function-preserving tag: the backbone's weights, the attention untrained.
+PRESERVE_SUFFIX = "_untrained_attn"
 
 # The fields of a base model's timm cfg that describe its architecture and input, not its weights.
 ARCHITECTURE_FIELDS = (
@@ -96,13 +107,46 @@ def fmnist_cfg(name: str, base: str, attn: str | None) -> dict[str, Any]:
     )
 
 
-def name_cfgs(name: str, base: str, attn: str | None) -> dict[str, dict[str, Any]]:
-    """Every ``name.tag`` cfg of one name, the untagged one marked as the default (``.*``).
+def published_cfg(name: str, attn: str, source: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A published tag: ``source``'s cfg and Hub file, unchanged (its paper fields, else the attention's)."""
+    return dict(
+        {**paper_fields(attn), **cfg},
+        description=f"timm's {source} weights, unchanged: they load strictly into {name} with equal logits",
+        notes=(f"Top-1 of {source}: timm's results/results-imagenet.csv (timm {TIMM_VERSION} does not ship it)",),
+    )
 
-    The default marker goes last: timm makes a tag with weights the default if it comes after it.
+
+def preserving_cfg(name: str, attn: str, source: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A function-preserving tag: ``source``'s backbone weights, the attention untrained."""
+    return dict(
+        cfg, **paper_fields(attn),
+        description=f"{source} backbone weights with UNTRAINED {attn} attention, initialised so that {name} "
+        f"computes exactly {source}'s function; any accuracy quoted is the backbone's, not a trained {attn} "
+        "model's: fine-tune before use",
+        notes=(f"attention untrained; top-1 is that of {source}",),
+    )
+
+
+def is_preserving(tag: str | None) -> bool:
+    """Whether ``tag`` loads a backbone's weights under untrained, function-preserving attention."""
+    return bool(tag) and tag.endswith(PRESERVE_SUFFIX)
+
+
+def _of(table: dict[str, dict[str, Any]], name: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in table.items() if k.partition(".")[0] == name}
+
+
+def name_cfgs(name: str, base: str, attn: str | None) -> dict[str, dict[str, Any]]:
+    """Every ``name.tag`` cfg of one name, in the order that makes timm pick the right default.
+
+    The default is the first published tag if there is one, else the untagged cfg (marked ``.*``, last:
+    timm makes a tag with weights the default if it comes after the marker).
     """
-    cfgs = {}
+    cfgs = {k: published_cfg(name, attn, v["source"], v["cfg"]) for k, v in _of(PUBLISHED, name).items()}
+    published = bool(cfgs)
+    cfgs.update({k: preserving_cfg(name, attn, v["source"], v["cfg"]) for k, v in _of(PRESERVING, name).items()})
     if base in FMNIST_MODEL_ARGS and attn in (None, "se", "cbam"):
         cfgs[f"{name}.fmnist"] = fmnist_cfg(name, base, attn)
-    cfgs[f"{name}.*"] = architecture_cfg(base, attn)
+    if not published:
+        cfgs[f"{name}.*"] = architecture_cfg(base, attn)
     return cfgs

@@ -13,8 +13,9 @@ import timm
 from timm.models import generate_default_cfgs, register_model, resolve_pretrained_cfg
 from torch import nn
 
+from attnzoo.attention import get_attention_class
 from attnzoo.errors import UnknownModelError
-from attnzoo.models.cfgs import FMNIST_MODEL_ARGS, hub_org, name_cfgs
+from attnzoo.models.cfgs import FMNIST_MODEL_ARGS, PRESERVE_SUFFIX, hub_org, is_preserving, name_cfgs
 from attnzoo.models.cnn3 import Cnn3, build_cnn3
 from attnzoo.models.pretrained import load_pretrained_weights
 from attnzoo.surgery import apply_surgery
@@ -66,13 +67,14 @@ def _create_injected(
     cache_dir: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
+    """Build ``base`` with timm, apply the surgery, and load the tag's weights the timm way.
+
+    A function-preserving tag's weights are the backbone's: they load before the attention is injected with
+    ``preserve=True``; every other tag's weights are the whole model's and load after.
+    """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
     if pretrained and not cfg.has_weights:
-        raise UnknownModelError(
-            f"{variant} has no pretrained attnzoo weights (tags with weights: "
-            f"{', '.join(timm.list_pretrained(variant + '.*')) or 'none'}); to start from the backbone's "
-            f"weights use attnzoo.build_model({base!r}, pretrained=True, attention={attn!r}, preserve=True)"
-        )
+        raise UnknownModelError(_no_weights(variant, base, attn))
     # As timm's builder does, the cfg sets the classes and input channels unless the caller does; the fmnist
     # tag also fixes the stem its weights were trained with.
     cfg_args = dict(num_classes=cfg.num_classes, in_chans=cfg.input_size[0])
@@ -80,22 +82,35 @@ def _create_injected(
     model_args = {**cfg_args, **tag_args, **kwargs}
     if small_input is not None:
         model_args["small_input"] = small_input
+    preserving = is_preserving(cfg.tag)
     ops = [{"op": "small_input", "stride": stem_stride}] if model_args.pop("small_input", False) else []
-    ops.append({"op": "attention", "attn": attn, "stages": stages, "preserve": False, "kwargs": attn_kwargs or {}})
-    model = apply_surgery(timm.create_model(base, **model_args), ops)
+    ops.append({"op": "attention", "attn": attn, "stages": stages, "preserve": preserving, "kwargs": attn_kwargs or {}})
+    model = timm.create_model(base, **model_args)
+    if pretrained and preserving:  # the backbone's weights, before the attention that keeps its function
+        _load(model, cfg.to_dict(), model_args, cache_dir)
+    apply_surgery(model, ops)
+    if pretrained and not preserving:
+        _load(model, cfg.to_dict(), model_args, cache_dir)
     object.__setattr__(model, BASE_ATTR, base)
     model.pretrained_cfg = model.default_cfg = cfg.to_dict()
-    if pretrained:
-        load_pretrained_weights(
-            model,
-            model.pretrained_cfg,
-            num_classes=model_args.get("num_classes", 1000),
-            in_chans=model_args.get("in_chans", 3),
-            cache_dir=cache_dir,
-            # a features_only wrapper has no classifier to load
-            strict=not model_args.get("features_only", False),
-        )
     return model
+
+
+def _load(model: nn.Module, cfg: dict[str, Any], model_args: dict[str, Any], cache_dir: str | None) -> None:
+    load_pretrained_weights(
+        model, cfg, num_classes=model_args["num_classes"], in_chans=model_args["in_chans"], cache_dir=cache_dir,
+        strict=not model_args.get("features_only", False),  # a features_only wrapper has no classifier to load
+    )
+
+
+def _no_weights(variant: str, base: str, attn: str) -> str:
+    tags = timm.list_pretrained(f"{variant.partition('.')[0]}.*")
+    if not tags:
+        preserve = ", preserve=True" if hasattr(get_attention_class(attn), "init_identity") else ""
+        return (f"{variant} has no pretrained weights in any tag; to start from the backbone's weights use "
+                f"attnzoo.build_model({base!r}, pretrained=True, attention={attn!r}{preserve})")
+    return (f"{variant} has no pretrained weights; tags with weights: {', '.join(tags)} (*{PRESERVE_SUFFIX}: "
+            "the backbone's weights, the attention untrained)")
 
 
 def _entrypoint(name: str, base: str, attn: str):
