@@ -26,3 +26,12 @@ def image_side(flag: str, attr: str) -> tuple[str, str, int, int]:
     from attnzoo.models.config_check import MAX_IMG_SIZE
 
     return flag, attr, 8, MAX_IMG_SIZE
+
+
+
+def process_counts() -> tuple[tuple[str, str, int, int], ...]:
+    """Ranges of ``--threads`` and ``--workers`` for :func:`check_at_least`: a recipe's bounds on threads
+    and data.workers."""
+    from attnzoo.train.validation import MAX_THREADS, MAX_WORKERS
+
+    return ("--threads", "threads", 1, MAX_THREADS), ("--workers", "workers", 0, MAX_WORKERS)

@@ -165,7 +165,8 @@ TOO_LARGE = [
     ("eval", "cnn3", "--img-size", "100000"), ("export", "cnn3", "--onnx", "x.onnx", "--img-size", "100000"),
     ("demo", "--no-train", "--img-size", "100000"), ("bench", "resnet18", "--infer-size", "100000"),
     ("bench", "resnet18", "--train-size", "5000"), ("viz", "cnn3_cbam", "--img-size", "4097"),
-    ("viz", "cnn3_cbam", "--images", "100000000"),
+    ("viz", "cnn3_cbam", "--images", "100000000"), ("eval", "cnn3", "--threads", "100000"),
+    ("eval", "cnn3", "--workers", "1000"), ("bench", "resnet18_se", "--threads", "100000"),
 ]
 
 
@@ -400,3 +401,19 @@ def test_a_run_that_selects_on_the_test_set_is_published_and_ranked_as_such(tmp_
     code, _, err = run_cli("leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "lb"))
     assert code == 0, err
     assert "(old protocol: selected and reported on test)" in (tmp_path / "lb" / "LEADERBOARD.md").read_text()
+
+
+def test_viz_refuses_inputs_too_large_to_hold_before_preparing_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNZOO_FASHION_MNIST", str(make_tiny_fashion_mnist(tmp_path / "data", train=10, test=300)))
+    code, _, err = run_cli("viz", "cnn3_cbam", "--img-size", "4096", "--images", "1", "--out", str(tmp_path / "v"))
+    assert_one_line_error(code, err, "300 test images at 4096 px take 18.8 GiB at once")
+    assert not (tmp_path / "v").exists()
+
+
+def test_bench_of_a_fixed_size_model_at_another_size_is_one_line_and_runs_at_its_own(capsys):
+    code, _, err = run_cli("bench", "cnn3_se", "--modes", "eager", "--rounds", "1", "--iters", "1")
+    assert_one_line_error(code, err, "cannot run on 1x224x224 input")
+    code, out, err = run_cli("bench", "cnn3_se", "--modes", "eager", "--rounds", "1", "--iters", "1",
+                             "--threads", "1", "--infer-size", "28")
+    assert code == 0, err
+    assert "batch 8 at 28x28" in out and "cnn3_se" in out

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnzoo.errors import NonFiniteOutputError, UnknownModelError
+from attnzoo.evaluate.evaluate import InputSizeError, input_size_of
 from attnzoo.evaluate.throughput import num_threads, peak_allocated, quiet_stderr
 from attnzoo.models.registry import INJECTED
 
@@ -275,14 +276,28 @@ def _timed_rows(cands: list[Candidate], models: dict[str, nn.Module], mode: str,
     return [Measurement(c.label, c.role, [s * 1e3 for s in seconds[c.label]]) for c in cands]
 
 
+def _example_input(backbone: nn.Module, batch: int, size: int, option: str) -> torch.Tensor:
+    """A fixed random batch with the backbone's input channels (1 for cnn3, 3 for timm's models), refused
+    with a one-line error when the backbone cannot take ``size`` (cnn3 takes 28 px only)."""
+    channels, _, _ = input_size_of(backbone, size)
+    x = torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            backbone.eval()(x[:1])
+    except RuntimeError as err:
+        raise InputSizeError(f"the model cannot run on {channels}x{size}x{size} input ({str(err).splitlines()[0]}); "
+                             f"pass the {option} it was built for") from None
+    return x
+
+
 def run_mode(names: list[str], mode: str, setting: Setting, workdir: str) -> list[Table]:
     """Measure ``mode`` (one of :data:`MODES`) for attnzoo models ``names`` (one backbone) and their peers:
     one table per thread setting of ``setting`` (one table for memory, which does not depend on it)."""
     cands = candidates(names)
     train = mode in ("train", "memory")
     batch, size = (setting.train_batch, setting.train_size) if train else (setting.infer_batch, setting.infer_size)
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     models = {c.label: c.build() for c in cands}
+    x = _example_input(models[cands[0].label], batch, size, "--train-size" if train else "--infer-size")
     notes = []
     if mode == "eager":
         for twin in (c for c in cands if c.pair):
@@ -316,7 +331,7 @@ def profile_ops(names: list[str], mode: str, setting: Setting, top: int = 12) ->
     cands = candidates(names)
     train = mode == "train"
     batch, size = (setting.train_batch, setting.train_size) if train else (setting.infer_batch, setting.infer_size)
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    x = _example_input(cands[0].build(), batch, size, "--train-size" if train else "--infer-size")
     lines = [f"operator profile ({mode}, batch {batch} at {size}x{size}, self CPU ms per call, {setting.iters} calls)"]
     for cand in cands:
         model = cand.build()

@@ -19,6 +19,8 @@ from attnzoo.models.config_check import MAX_CLASSES, MAX_IMG_SIZE, MAX_IN_CHANS
 
 # A run folder name: one path component, no hidden or parent folder, no separators or spaces.
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
+MAX_THREADS = 1024  # torch intra-op threads; far beyond it, OpenMP crashes (a segfault at 100,000)
+MAX_WORKERS = 256  # data loader processes
 
 
 Rule = tuple[Callable[[Any], bool], str]  # (accepts the value, what is allowed)
@@ -48,14 +50,14 @@ _RULES: dict[str, Rule] = {
     "eval_batch_size": _int(1, 1 << 20, optional=True),
     "max_steps": _int(1, 1 << 40, optional=True),
     "checkpoint_every": _int(0, 1 << 40),
-    "threads": _int(1, 1024, optional=True),
+    "threads": _int(1, MAX_THREADS, optional=True),
     "seed": _int(0, 2**32 - 1),
     "label_smoothing": _real(0, 1, hi_open=True),
     "model.num_classes": _int(1, MAX_CLASSES, optional=True),
     "model.in_chans": _int(1, MAX_IN_CHANS, optional=True),
     "model.drop_rate": _real(0, 1, hi_open=True),
     "data.img_size": _int(8, MAX_IMG_SIZE, optional=True),
-    "data.workers": _int(0, 256),
+    "data.workers": _int(0, MAX_WORKERS),
     "aug.crop_padding": _int(0, 64),
     "aug.hflip": _PROB,
     "aug.re_prob": _PROB,

@@ -12,11 +12,11 @@ from typing import Any
 import yaml
 from torch import nn
 
-from attnzoo.errors import CheckpointError
+from attnzoo.errors import CheckpointError, UsageError
 from attnzoo.models import build_model, load_state_dict_strict, model_config, model_from_config, read_weights
 from attnzoo.models.io import CONFIG_KEY
 from attnzoo.models.registry import FMNIST_MODEL_ARGS, INJECTED
-from attnzoo.outputs import prepare_output_folder
+from attnzoo.outputs import check_output_folder, prepare_output_folder
 from attnzoo.viz.capture import capture, stage_layer_names
 from attnzoo.viz.plots import excitation_figure, image_figure, save_figure
 from attnzoo.viz.samples import FASHION_MNIST_CLASSES, balanced_indices, fashion_mnist_test, prepare
@@ -59,6 +59,9 @@ def run_input(checkpoint: str | os.PathLike | None) -> dict[str, Any]:
     return {key: data[key] for key in ("img_size", "resize") if data.get(key) is not None}
 
 
+MAX_INPUT_BYTES = 4 * 2**30  # the prepared test images, held at once: beyond this, a machine may run out
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -82,10 +85,16 @@ def write_report(
     ``layers`` (default: the model's stages); the per-class channel gates average ``gate_images`` images.
     Test images are brought to ``img_size`` as training did (``resize``: ``pad`` or ``bilinear``).
     """
-    out = prepare_output_folder(out, "the figures")
+    check_output_folder(out, "the figures")
     pixels, labels = fashion_mnist_test()
-    order = balanced_indices(labels, max(images, gate_images))
-    inputs = prepare(pixels[order], model_config(model)["in_chans"], img_size, resize)
+    count, in_chans = min(max(images, gate_images), len(labels)), model_config(model)["in_chans"]
+    needed = count * in_chans * img_size**2 * 4  # float32, every image prepared at once
+    if needed > MAX_INPUT_BYTES:
+        raise UsageError(f"{count} test images at {img_size} px take {needed / 2**30:.1f} GiB at once (at most "
+                         f"{MAX_INPUT_BYTES / 2**30:.0f}); lower --img-size, --gate-images or --images")
+    out = prepare_output_folder(out, "the figures")
+    order = balanced_indices(labels, count)
+    inputs = prepare(pixels[order], in_chans, img_size, resize)
     labels = labels[order]
     layers = stage_layer_names(model) if layers is None else list(layers)
 

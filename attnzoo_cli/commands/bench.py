@@ -82,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
 def thread_settings(text: str) -> tuple[int | None, ...]:
     """``--threads`` as a tuple of thread counts (None for 'default'), in the order given."""
     from attnzoo.errors import UsageError
+    from attnzoo.train.validation import MAX_THREADS
 
     settings = []
     for item in (t.strip() for t in text.split(",")):
         if item == "default":
             settings.append(None)
+        elif item.isdigit() and int(item) > MAX_THREADS:
+            raise UsageError(f"--threads {text}: must be at most {MAX_THREADS} threads per setting (got {item!r})")
         elif item.isdigit() and int(item) >= 1:
             settings.append(int(item))
         else:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from attnzoo_cli.options import check_at_least, image_side
+from attnzoo_cli.options import check_at_least, image_side, process_counts
 
 # (option, attribute, smallest allowed value): counts that 0 or a negative number would make meaningless
-_COUNTS = (("--batch-size", "batch_size", 1), ("--runs", "runs", 1), ("--threads", "threads", 1),
-           ("--workers", "workers", 0), ("--num-classes", "num_classes", 1))
+_COUNTS = (("--batch-size", "batch_size", 1), ("--runs", "runs", 1), ("--num-classes", "num_classes", 1))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from attnzoo.evaluate.evaluate import evaluate_side_by_side, format_table, write_rows
     from attnzoo.outputs import prepare_output_file
 
-    check_at_least(args, (*_COUNTS, image_side("--img-size", "img_size")))
+    check_at_least(args, (*_COUNTS, *process_counts(), image_side("--img-size", "img_size")))
     for option, path, suffix in (("--json", args.json, ".json"), ("--csv", args.csv, ".csv")):
         if path:
             prepare_output_file(path, option, suffix)  # before the evaluation, not after it
