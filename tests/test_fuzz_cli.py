@@ -3,6 +3,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -417,3 +418,20 @@ def test_bench_of_a_fixed_size_model_at_another_size_is_one_line_and_runs_at_its
                              "--threads", "1", "--infer-size", "28")
     assert code == 0, err
     assert "batch 8 at 28x28" in out and "cnn3_se" in out
+
+
+def test_resume_from_another_directory_of_a_run_with_a_relative_data_root_is_refused(tmp_path, monkeypatch):
+    for folder in ("a", "b"):  # each holds its own `data`: resumed from b, the run would read b's
+        make_tiny_fashion_mnist(tmp_path / folder / "data", train=64, test=32)
+    monkeypatch.chdir(tmp_path / "a")
+    train(*load_recipe(write_recipe(tmp_path / "a" / "r.yaml", Path("data"), Path("runs"), max_steps=1)))
+    run = tmp_path / "a" / "runs" / "r"
+    before = digest(run)
+    monkeypatch.chdir(tmp_path / "b")
+    code, _, err = run_cli("train", "--resume", str(run / "last.safetensors"))
+    assert_one_line_error(code, err, f"data.root 'data' is relative to the directory the run started in; resume "
+                                     f"from there (cd {tmp_path / 'a'})")
+    assert digest(run) == before
+    monkeypatch.chdir(tmp_path / "a")
+    code, _, err = run_cli("train", "--resume", str(run / "last.safetensors"))
+    assert code == 0, err

@@ -180,7 +180,9 @@ def _fresh_identity(run_dir: Path, recipe: Any, is_main: bool) -> str | None:
     if not is_main:
         return None
     run_id = uuid.uuid4().hex
-    _atomic_write(run_dir / RUN_FILE, json.dumps({"run_id": run_id, "name": recipe.name}, indent=2) + "\n")
+    # The working directory too: the recipe's relative data.root means a folder under it (never published).
+    record = {"run_id": run_id, "name": recipe.name, "cwd": os.getcwd()}
+    _atomic_write(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
     return run_id
 
 
@@ -194,6 +196,7 @@ def _resumed_identity(run_dir: Path, recipe: Any, header: dict[str, Any], is_mai
                 "new run from these weights with --set model.init=...")
     ckpt_id = header.get("run_id")
     folder_id = read_run_id(run_dir)
+    _check_relative_data_root(run_dir, recipe)
     if ckpt_id and folder_id and ckpt_id != folder_id:
         raise RunFolderError(f"the checkpoint belongs to run {ckpt_id} but {run_dir} holds run {folder_id}; "
                              "resume from that folder's own last.safetensors")
@@ -201,6 +204,19 @@ def _resumed_identity(run_dir: Path, recipe: Any, header: dict[str, Any], is_mai
     if is_main and folder_id is None:  # a folder written before runs recorded their identity
         _atomic_write(run_dir / RUN_FILE, json.dumps({"run_id": run_id, "name": recipe.name}, indent=2) + "\n")
     return run_id
+
+
+def _check_relative_data_root(run_dir: Path, recipe: Any) -> None:
+    """A relative data.root names a folder under the directory the run started in: resumed from another
+    directory it would read other data (or none), so that is refused."""
+    root = recipe.data.root
+    try:
+        started_in = json.loads((run_dir / RUN_FILE).read_text()).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return  # a run from before the working directory was recorded
+    if root and not Path(root).is_absolute() and isinstance(started_in, str) and Path(started_in) != Path.cwd():
+        raise RunFolderError(f"recipe field data.root {root!r} is relative to the directory the run started in; "
+                             f"resume from there (cd {started_in}) so that it reads the same data")
 
 
 def read_run_id(run_dir: Path) -> str | None:
