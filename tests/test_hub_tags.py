@@ -6,7 +6,7 @@ an attnzoo model); the tag must then reproduce that model's logits (published an
 they are; a function-preserving tag computes its backbone's function) and adapt as timm adapts: a new head
 for ``num_classes``, a folded or repeated first convolution for ``in_chans``, feature maps for
 ``features_only``; offline, a warm cache serves it without a request; a missing or pickle-only repo is a
-one-line error in seconds.
+one-line error in seconds, and so is a corrupt or ill-fitting file on the Hub or a missing overlay ``file``.
 """
 
 import json
@@ -19,8 +19,8 @@ from timm.models import adapt_input_conv
 
 import attnzoo  # noqa: F401  (registers attnzoo's names in timm)
 from attention_helpers import awake_model
-from attnzoo.errors import HubError
-from hub_fixtures import fast_one_line_error, hub, hub_server, pickled, publish_files  # noqa: F401
+from attnzoo.errors import CheckpointError, HubError
+from hub_fixtures import fast_one_line_error, hub, hub_server, one_line, pickled, publish_files  # noqa: F401
 from hub_server import point_client_at
 
 # A tag of each kind (docs/weights.md lists them all), and cnn3's, which timm's own builder makes; each
@@ -134,3 +134,31 @@ def test_pickle_only_repo_is_refused_fast(hub, name_tag):
     repo = f"lab/pickled-{name_tag}"
     publish_files(repo, {"pytorch_model.bin": pickled(timm.create_model(name_tag))})
     fast_one_line_error(lambda: load_from(name_tag, repo), HubError, r"only pickled weights \(pytorch_model.bin\)")
+
+
+# Registered attention models' tags (cnn3's weights load through timm's own builder).
+INJECTED_TAGS = sorted(t for t in TAGS.values() if not t.startswith("cnn3"))
+
+
+@pytest.mark.parametrize("name_tag", INJECTED_TAGS)
+def test_corrupt_hub_file_is_a_one_line_error(hub, name_tag):
+    repo = f"lab/corrupt-{name_tag}"
+    publish_files(repo, {"model.safetensors": b"not a safetensors file" * 4})
+    fast_one_line_error(lambda: load_from(name_tag, repo), CheckpointError, "not a readable safetensors file")
+
+
+@pytest.mark.parametrize("name_tag", INJECTED_TAGS)
+def test_weights_of_another_model_name_the_first_mismatch_in_one_line(hub, name_tag):
+    repo = f"lab/other-model-{name_tag}"
+    publish_files(repo, {"model.safetensors": save(timm.create_model("cnn3").state_dict())})
+    message = fast_one_line_error(lambda: load_from(name_tag, repo), CheckpointError,
+                                  f"pretrained weights of {name_tag} .* do not fit the model: ")
+    assert "missing keys (e.g. " in message
+
+
+@pytest.mark.parametrize("name_tag", INJECTED_TAGS)
+def test_missing_overlay_file_is_a_one_line_error(tmp_path, name_tag):
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(CheckpointError, match=f"{missing} does not exist") as err:
+        timm.create_model(name_tag, pretrained=True, pretrained_cfg_overlay=dict(file=str(missing)))
+    one_line(err)

@@ -45,24 +45,29 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         ) from None
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load with ``strict=True``, turning missing, unexpected and mis-shaped keys into one-line errors."""
-    own = model.state_dict()
+def mismatch_summary(own: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Counts and a first example of mis-shaped, missing and unexpected keys; empty when ``state_dict`` fits."""
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
-    if missing or unexpected or mismatched:
-        parts = []
-        if mismatched:
-            k = mismatched[0]
-            parts.append(
-                f"{len(mismatched)} shape mismatches (e.g. {k}: file {tuple(state_dict[k].shape)}, "
-                f"model {tuple(own[k].shape)})"
-            )
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    parts = []
+    if mismatched:
+        k = mismatched[0]
+        parts.append(
+            f"{len(mismatched)} shape mismatches (e.g. {k}: file {tuple(state_dict[k].shape)}, "
+            f"model {tuple(own[k].shape)})"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    return parts
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load with ``strict=True``, turning missing, unexpected and mis-shaped keys into one-line errors."""
+    parts = mismatch_summary(model.state_dict(), state_dict)
+    if parts:
         raise CheckpointError(
             f"weights in {source} do not fit the model: {'; '.join(parts)}; check the model name, "
             "num_classes and in_chans match the checkpoint"

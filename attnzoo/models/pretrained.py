@@ -5,7 +5,10 @@ first is missing, waits through the client's retries twice (about 50 s) when the
 and ends in the client's multi-line traceback. Fetching the cfg's file through :mod:`attnzoo.hub_client`
 first and handing timm the local path keeps everything else timm's (head reset for a new
 ``num_classes``, first-convolution adaptation for a new ``in_chans``, ``features_only``), while a missing
-repo, a pickle-only repo, an unreachable Hub or a cold offline cache fail in seconds, in one line.
+repo, a pickle-only repo, an unreachable Hub or a cold offline cache fail in seconds, in one line. The
+file itself is read by :func:`attnzoo.models.io.read_weights` (safetensors only) and handed to timm as a
+state dict, so a missing, corrupt or ill-fitting file (the Hub's or a ``pretrained_cfg_overlay`` ``file``)
+is a one-line :class:`CheckpointError` too, not timm's bare ``FileNotFoundError`` or torch's key listing.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from typing import Any
 from timm.models import load_pretrained
 from torch import nn
 
-from attnzoo.errors import HubError
+from attnzoo.errors import AttnzooError, CheckpointError, HubError
 from attnzoo.hub_client import WEIGHTS_NAME, split_hub_name, weights_file
+
+# timm reads these sources itself: a local-dir folder (its config.json names the file), a Hub id
+_TIMM_READ_SOURCES = ("local-dir", "hf-hub")
 
 
 def local_weights_cfg(pretrained_cfg: dict[str, Any], cache_dir: str | None = None) -> dict[str, Any]:
@@ -50,6 +56,25 @@ def load_pretrained_weights(
     strict: bool = True,
 ) -> None:
     """Load ``pretrained_cfg``'s weights into ``model`` with ``timm.models.load_pretrained``, Hub files
-    fetched by :func:`local_weights_cfg` (``model.pretrained_cfg`` keeps naming the Hub repo)."""
-    load_pretrained(model, local_weights_cfg(pretrained_cfg, cache_dir), num_classes=num_classes,
-                    in_chans=in_chans, strict=strict)
+    fetched by :func:`local_weights_cfg` (``model.pretrained_cfg`` keeps naming the Hub repo); a file that is
+    missing, not safetensors, or does not fit ``model`` raises :class:`CheckpointError` in one line."""
+    # io builds models from configs through the registry, which imports this module: import it when loading
+    from attnzoo.models.io import mismatch_summary, read_weights
+
+    cfg = local_weights_cfg(pretrained_cfg, cache_dir)
+    file, state_dict = cfg.get("file"), cfg.get("state_dict")
+    if file and state_dict is None and cfg.get("source", "") not in _TIMM_READ_SOURCES:
+        state_dict, _ = read_weights(file)  # one-line CheckpointError if missing or not safetensors
+        cfg["state_dict"] = state_dict
+    try:
+        load_pretrained(model, cfg, num_classes=num_classes, in_chans=in_chans, strict=strict)
+    except AttnzooError:
+        raise
+    except RuntimeError as err:  # torch's load_state_dict lists every key over many lines
+        name = ".".join(filter(None, (cfg.get("architecture"), cfg.get("tag"))))
+        parts = mismatch_summary(model.state_dict(), state_dict) if isinstance(state_dict, dict) else []
+        detail = "; ".join(parts) or str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"pretrained weights of {name} ({file or cfg.get('hf_hub_id')}) do not fit the model: {detail}; "
+            "check that the weights are this model's, with the num_classes and in_chans they were saved with"
+        ) from None
