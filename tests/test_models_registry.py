@@ -148,6 +148,14 @@ def test_truncated_checkpoint_is_a_one_line_error(tmp_path):
         load_model(path)
 
 
+def test_a_pickled_checkpoint_points_at_attnzoo_convert(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(timm.create_model("cnn3").state_dict(), path)
+    with pytest.raises(CheckpointError, match="is a PyTorch pickle .* attnzoo convert") as err:
+        load_weights(timm.create_model("cnn3"), path)
+    assert "\n" not in str(err.value)
+
+
 def test_weights_that_do_not_fit_name_the_mismatch(tmp_path):
     path = tmp_path / "w.safetensors"
     save_weights(timm.create_model("cnn3", num_classes=10), path)

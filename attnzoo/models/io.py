@@ -39,10 +39,24 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             metadata = f.metadata() or {}
         return load_file(path), metadata
     except (SafetensorError, OSError, ValueError) as err:
+        if _is_pytorch_pickle(path):
+            raise CheckpointError(
+                f"checkpoint {path} is a PyTorch pickle (torch.save), not safetensors; attnzoo loads safetensors "
+                "only: convert it with attnzoo convert (docs/convert.md), or re-save it with "
+                "safetensors.torch.save_file"
+            ) from None
         raise CheckpointError(
             f"checkpoint {path} is not a readable safetensors file ({err}); it may be truncated: "
             "re-download or re-export it"
         ) from None
+
+
+def _is_pytorch_pickle(path: Path) -> bool:
+    """Whether ``path`` starts as ``torch.save`` files do: a zip archive, or a bare pickle (PROTO opcode,
+    protocol 2-5, then an opcode; a safetensors file starts with its header's length, whose third byte is 0)."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 3 and head[0] == 0x80 and 2 <= head[1] <= 5 and head[2] != 0)
 
 
 def mismatch_summary(own: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor]) -> list[str]:
