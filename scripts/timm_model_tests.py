@@ -121,10 +121,12 @@ def fetch_timm_tests(cache_dir: Path, timm_version: str) -> Path:
 def stand_in_hub(names: list[str]) -> Iterator[dict[str, str]]:
     """A local Hub-compatible server with stand-in weights for each pretrained tag of ``names``.
 
-    Yields the environment that points huggingface_hub (and timm) at it. The stand-ins have the tag's
-    architecture (input channels and classes from its config) and random values: the pretrained cases then
-    check what they are about, that timm loads the tag's weights with other ``in_chans``/``num_classes``
-    and into ``features_only`` models, without the Hub, which CI cannot reach.
+    Yields the environment that points huggingface_hub (and timm) at it. Each stand-in has the architecture
+    of the model its repo belongs to (a ``timm/<arch>.<tag>`` repo: timm's ``<arch>``, e.g. the backbone of
+    a function-preserving tag; any other: the tagged attnzoo name), the tag's input channels and classes,
+    and random values. The pretrained cases then check what they are about, that the tag's weights load
+    with other ``in_chans``/``num_classes`` and into ``features_only`` models, without the Hub, which CI
+    cannot reach.
     """
     import timm
     from huggingface_hub import HfApi, constants
@@ -136,13 +138,17 @@ def stand_in_hub(names: list[str]) -> Iterator[dict[str, str]]:
     # the local server speaks the plain LFS protocol, not Xet (the client reads this setting at import)
     with HubServer() as server, tempfile.TemporaryDirectory() as tmp, patch.object(constants, "HF_HUB_DISABLE_XET", True):
         api = HfApi(endpoint=server.url, token=server.token)
+        files = {}
         for tagged in timm.list_models(names, pretrained=True):
             cfg = timm.models.get_pretrained_cfg(tagged)
-            model = timm.create_model(tagged.split(".")[0], in_chans=cfg.input_size[0], num_classes=cfg.num_classes)
+            files.setdefault((cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors"), (tagged, cfg))
+        for (repo_id, filename), (tagged, cfg) in files.items():
+            owner, _, repo_name = repo_id.partition("/")
+            arch = repo_name.split(".")[0] if owner == "timm" else tagged.split(".")[0]
+            model = timm.create_model(arch, in_chans=cfg.input_size[0], num_classes=cfg.num_classes)
             weights = io.BytesIO(save({k: v.contiguous() for k, v in model.state_dict().items()}))
-            api.create_repo(cfg.hf_hub_id, exist_ok=True)
-            api.upload_file(path_or_fileobj=weights, path_in_repo=cfg.hf_hub_filename or "model.safetensors",
-                            repo_id=cfg.hf_hub_id)
+            api.create_repo(repo_id, exist_ok=True)
+            api.upload_file(path_or_fileobj=weights, path_in_repo=filename, repo_id=repo_id)
         yield server.client_env(Path(tmp) / "hf-home")
 
 
