@@ -1,5 +1,6 @@
 """Registered names in timm, the cnn3 family, timm interfaces of injected models, weights I/O."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import pytest
 import timm
 import torch
+from timm.optim import param_groups_layer_decay
 
 import attnzoo
 from attention_helpers import assert_attention_matters, awake_model
@@ -75,6 +77,33 @@ def test_forward_features_and_reset_classifier_still_work():
     assert model.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 1280, 2, 2)
     model.reset_classifier(3)
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", ["cnn3", "cnn3_cbam"])
+def test_cnn3_gradient_checkpointing_keeps_outputs_and_gradients(name):
+    plain = awake_model(name)
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.set_grad_checkpointing(True)
+    x = torch.randn(2, 1, 28, 28)
+    plain.train(), checkpointed.train()
+    outputs = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)  # the same dropout mask
+        outputs.append(model(x))
+        outputs[-1].square().sum().backward()
+    torch.testing.assert_close(outputs[1], outputs[0])
+    for (key, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
+        assert a.grad is not None and a.grad.abs().sum() > 0, key
+        torch.testing.assert_close(b.grad, a.grad)
+
+
+def test_cnn3_has_timms_classifier_and_layer_decay_hooks():
+    model = timm.create_model("cnn3_se")
+    assert model.get_classifier(name_only=True) == "fc" and model.get_classifier() is model.fc
+    groups = param_groups_layer_decay(model, layer_decay=0.5)
+    scales = sorted({group["lr_scale"] for group in groups})
+    assert scales == [0.125, 0.25, 0.5, 1.0]  # one group per conv block, the head last
+    assert sum(len(group["params"]) for group in groups) == len(list(model.parameters()))
 
 
 def test_jit_trace_and_compile_reproduce_eager_outputs():

@@ -9,7 +9,7 @@ with a hook registered here the way a third party would register one.
 # and TorchScript cannot read them as strings (timm's FX + TorchScript test).
 
 import torch
-from timm.models import build_model_with_cfg, resolve_pretrained_cfg
+from timm.models import build_model_with_cfg, checkpoint_seq, resolve_pretrained_cfg
 from torch import nn
 
 from attnzoo.models.pretrained import local_weights_cfg
@@ -69,6 +69,7 @@ class Cnn3(nn.Module):
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
+        self.grad_checkpointing = False
         chans = (in_chans, *CNN3_WIDTHS)
         self.stages = nn.Sequential(*(ConvBlock(chans[i], chans[i + 1]) for i in range(len(CNN3_WIDTHS))))
         self.feature_info = [
@@ -83,14 +84,27 @@ class Cnn3(nn.Module):
         self.head_hidden_size = CNN3_HIDDEN  # width of forward_head(pre_logits=True)
         self.fc = nn.Linear(CNN3_HIDDEN, num_classes) if num_classes else nn.Identity()
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for timm's layer-wise learning-rate decay: one per conv block, the head last."""
+        return dict(blocks=r"^stages\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each conv block's activations in the backward pass instead of storing them."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self, name_only: bool = False) -> str | nn.Module:
+        return "fc" if name_only else self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
         self.fc = nn.Linear(CNN3_HIDDEN, num_classes) if num_classes else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.stages, x)
         return self.stages(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
