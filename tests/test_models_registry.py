@@ -185,6 +185,12 @@ def test_a_pickled_checkpoint_points_at_attnzoo_convert(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_an_unknown_tag_lists_the_names_tags():
+    expected = r"resnet50_se has no pretrained tag 'nope_in1k'; its tags are .*ra2_in1k"
+    with pytest.raises(UnknownModelError, match=expected):
+        timm.create_model("resnet50_se.nope_in1k")
+
+
 def test_weights_that_do_not_fit_name_the_mismatch(tmp_path):
     path = tmp_path / "w.safetensors"
     save_weights(timm.create_model("cnn3", num_classes=10), path)

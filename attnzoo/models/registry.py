@@ -72,7 +72,15 @@ def _create_injected(
     A function-preserving tag's weights are the backbone's: they load before the attention is injected with
     ``preserve=True``; every other tag's weights are the whole model's and load after.
     """
-    cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
+    try:
+        cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
+    except RuntimeError:  # timm's "Invalid pretrained tag", for a tag given in the name
+        if not isinstance(pretrained_cfg, str):
+            raise
+        tags = ", ".join(name.split(".", 1)[1] for name in timm.list_pretrained(f"{variant}.*")) or "none"
+        raise UnknownModelError(
+            f"{variant} has no pretrained tag {pretrained_cfg!r}; its tags are {tags} (docs/weights.md lists them)"
+        ) from None
     if pretrained and not cfg.has_weights:
         raise UnknownModelError(_no_weights(variant, base, attn))
     # As timm's builder does, the cfg sets the classes and input channels unless the caller does; the fmnist
