@@ -207,3 +207,33 @@ def test_cli_lists_models_and_attentions():
         [sys.executable, "-m", "attnzoo", "list", "--attentions"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert attns == attnzoo.list_attentions()
+
+
+def test_cnn3_builds_on_the_requested_device_and_dtype_and_resets_its_head_there():
+    model = timm.create_model("cnn3_se", device="meta", dtype=torch.bfloat16)
+    assert {(p.device.type, p.dtype) for p in model.parameters()} == {("meta", torch.bfloat16)}
+    model.reset_classifier(3)
+    assert (model.fc.weight.device.type, model.fc.weight.dtype) == ("meta", torch.bfloat16)
+
+
+def test_cnn3_without_classifier_and_pool_returns_the_last_feature_map():
+    x = torch.randn(2, 1, 28, 28)
+    assert timm.create_model("cnn3_cbam", num_classes=0)(x).shape == (2, 512)  # pre-logits
+    assert timm.create_model("cnn3_cbam", num_classes=0, global_pool="")(x).shape == (2, 128, 3, 3)
+    model = timm.create_model("cnn3_cbam")
+    model.reset_classifier(0, "")
+    assert model(x).shape == (2, 128, 3, 3)
+    with pytest.raises(ValueError, match="needs num_classes=0"):
+        model.reset_classifier(10, "")
+
+
+def test_cnn3_features_only_loads_the_whole_models_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    model = awake_model("cnn3_se.fmnist").eval()
+    save_file(model.state_dict(), tmp_path / "w.safetensors")
+    features = timm.create_model("cnn3_se.fmnist", pretrained=True, features_only=True,
+                                 pretrained_cfg_overlay=dict(file=str(tmp_path / "w.safetensors"))).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(features(x)[-1], model.forward_features(x))

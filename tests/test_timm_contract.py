@@ -20,13 +20,6 @@ from attnzoo.models.registry import ATTENTIONS, BACKBONES, INJECTED
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "timm_model_tests.py"
 CI_ARGS = ["-k", "not test_prune_intermediate_layers_contract"]
-# Cases that fail today, each with why; the test below fails as soon as one passes, so the list only shrinks.
-KNOWN_FAILURES = {
-    ("test_model_default_cfgs", "cnn3_se"): "Cnn3 takes no device/dtype and its head cannot drop pooling",
-    ("test_model_default_cfgs", "cnn3_se.fmnist"): "the same",
-    ("test_model_features_pretrained", "cnn3_se.fmnist"):
-        "weights load into cnn3's features_only wrapper, whose module names differ from the model's",
-}
 
 
 def _load_script():
@@ -62,11 +55,8 @@ def test_sample_covers_every_attention_and_base_family():
 
 
 def test_timm_model_tests_pass_on_the_sample(cases):
-    failed = [f"{c.nodeid}: {c.reason}" for c in cases
-              if c.outcome != "passed" and (c.test, c.model_name) not in KNOWN_FAILURES]
+    failed = [f"{c.nodeid}: {c.reason}" for c in cases if c.outcome != "passed"]
     assert not failed, f"{len(failed)} of {len(cases)} cases of timm's test_models.py failed:\n" + "\n".join(failed)
-    fixed = [key for key in KNOWN_FAILURES if any((c.test, c.model_name) == key and c.outcome == "passed" for c in cases)]
-    assert not fixed, f"now passing, delete from KNOWN_FAILURES: {fixed}"
 
 
 def test_every_sampled_attention_and_family_passes_cases(cases):

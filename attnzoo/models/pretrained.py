@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.models import load_pretrained
+from timm.models import FeatureDictNet, load_pretrained
 from torch import nn
 
 from attnzoo.errors import AttnzooError, CheckpointError, HubError
@@ -66,6 +66,8 @@ def load_pretrained_weights(
     if file and state_dict is None and cfg.get("source", "") not in _TIMM_READ_SOURCES:
         state_dict, _ = read_weights(file)  # one-line CheckpointError if missing or not safetensors
         cfg["state_dict"] = state_dict
+    if isinstance(model, FeatureDictNet) and isinstance(state_dict, dict):
+        cfg.update(_as_feature_wrapper_names(model, state_dict, cfg.get("first_conv")))
     try:
         load_pretrained(model, cfg, num_classes=num_classes, in_chans=in_chans, strict=strict)
     except AttnzooError:
@@ -78,3 +80,22 @@ def load_pretrained_weights(
             f"pretrained weights of {name} ({file or cfg.get('hf_hub_id')}) do not fit the model: {detail}; "
             "check that the weights are this model's, with the num_classes and in_chans they were saved with"
         ) from None
+
+
+def _flattened(name: str, names: set[str]) -> str:
+    """``name`` as timm's feature wrapper calls it: it flattens nested sequentials (``stages.0`` ->
+    ``stages_0``) when the model's feature config asks for it; other names are unchanged."""
+    head, _, rest = name.partition(".")
+    sub, _, rest = rest.partition(".")
+    flat = f"{head}_{sub}" + (f".{rest}" if rest else "")
+    return flat if name not in names and flat in names else name
+
+
+def _as_feature_wrapper_names(model: nn.Module, state_dict: dict, first_conv: Any) -> dict[str, Any]:
+    """The whole model's weights and first conv named as in ``model``, a ``features_only`` wrapper."""
+    keys, modules = set(model.state_dict()), {name for name, _ in model.named_modules()}
+    convs = [first_conv] if isinstance(first_conv, str) else list(first_conv or ())
+    return dict(
+        state_dict={_flattened(key, keys): value for key, value in state_dict.items()},
+        first_conv=[_flattened(conv, modules) for conv in convs] if first_conv else first_conv,
+    )
