@@ -209,11 +209,12 @@ def test_cli_lists_models_and_attentions():
     assert attns == attnzoo.list_attentions()
 
 
-def test_cnn3_builds_on_the_requested_device_and_dtype_and_resets_its_head_there():
+def test_cnn3_builds_on_the_requested_device_and_dtype_and_resets_its_head_there_in_its_mode():
     model = timm.create_model("cnn3_se", device="meta", dtype=torch.bfloat16)
     assert {(p.device.type, p.dtype) for p in model.parameters()} == {("meta", torch.bfloat16)}
-    model.reset_classifier(3)
+    model.eval().reset_classifier(3)
     assert (model.fc.weight.device.type, model.fc.weight.dtype) == ("meta", torch.bfloat16)
+    assert not model.fc.training
 
 
 def test_cnn3_without_classifier_and_pool_returns_the_last_feature_map():

@@ -103,7 +103,7 @@ class Cnn3(nn.Module):
         return "fc" if name_only else self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A new classifier on the model's device and dtype; ``global_pool=""`` also drops the flatten + FC 512."""
+        """A new classifier on the model's device, dtype and mode; ``global_pool=""`` also drops the flatten + FC 512."""
         if global_pool is not None:
             if global_pool not in ("flatten", ""):
                 raise ValueError(f"cnn3 global_pool={global_pool!r}: use 'flatten' (its head) or '' (none)")
@@ -113,7 +113,7 @@ class Cnn3(nn.Module):
         self.num_classes = num_classes
         weight = self.fc1.weight
         self.fc = (nn.Linear(CNN3_HIDDEN, num_classes, device=weight.device, dtype=weight.dtype)
-                   if num_classes else nn.Identity())
+                   if num_classes else nn.Identity()).train(self.training)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and not torch.jit.is_scripting():
