@@ -39,6 +39,9 @@ from attnzoo.models.registry import ATTENTIONS, BACKBONES, INJECTED
 from attnzoo.surgery import inject
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from attention_helpers import wake  # noqa: E402  (the tests' BatchNorm waking: one copy serves both)
+
 TOLERANCE = 1e-5
 INPUT = (2, 3, 64, 64)
 # Fields of the source cfg that say where its weights are or what it is called; attnzoo sets its own.
@@ -52,18 +55,6 @@ def backbone_of(arch: str) -> str | None:
         if candidate in BACKBONES:
             return candidate
     return None
-
-
-def wake(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random affine weights and running statistics in every BatchNorm, so no branch computes zeros."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
-            bn.weight.copy_(torch.rand(bn.weight.shape, generator=generator) + 0.5)
-            bn.bias.copy_(torch.randn(bn.bias.shape, generator=generator) * 0.1)
-            bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=generator) * 0.1)
-            bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=generator) + 0.5)
-    return model
 
 
 def signature(model: nn.Module) -> dict[str, tuple[int, ...]]:
