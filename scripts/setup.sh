@@ -27,4 +27,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q -e ".[dev]"
     printf '%s' "$want" > "$stamp"
 fi
+# build the fused CPU kernels now rather than in the first forward (falls back with a warning if it cannot)
+.venv/bin/python -c "from attnzoo.attention.kernels import fused_ops; print('setup: fused CPU kernels', 'ready' if fused_ops() else 'unavailable')"
 echo "setup: ready (.venv)"

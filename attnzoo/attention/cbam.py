@@ -22,6 +22,7 @@ from attnzoo.attention.fused import (
     weighted_channel_mean,
 )
 from attnzoo.attention.identity import gate_for, zero_
+from attnzoo.attention.kernels import kernels_for
 from attnzoo.attention.registry import register_attention
 from attnzoo.attention.se import ChannelExcitation
 
@@ -37,6 +38,10 @@ class CbamChannel(ChannelExcitation):
 
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
+        ops = None if torch.is_grad_enabled() else kernels_for(x)
+        if ops is not None:  # one pass for both descriptors, one for the gating
+            c = self.gate_from_pooled(*ops.channel_stats(x))
+            return ops.gate_(x, c, None) if may_gate_in_place(self, x) else ops.gate(x, c, None)
         g = self.gate_of(x)[:, :, None, None]
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
@@ -44,6 +49,9 @@ class CbamChannel(ChannelExcitation):
         """The channel gate (B, C) for input ``x`` by the fastest eager route."""
         if torch.is_grad_enabled():
             return self.gate_from_pooled(*ChannelPool.apply(x))
+        ops = kernels_for(x)
+        if ops is not None:
+            return self.gate_from_pooled(*ops.channel_stats(x))
         return self.gate_from_pooled(spatial_mean(x), x.amax((2, 3)))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -90,6 +98,11 @@ class CbamSpatial(nn.Module):
 
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward``, gating in place where :func:`~attnzoo.attention.fused.may_gate_in_place` allows."""
+        ops = None if torch.is_grad_enabled() else kernels_for(x)
+        if ops is not None:  # one pass for both channel maps, one for the gating; a unit channel gate
+            ones = x.new_ones(x.shape[:2])
+            s = self.gate_from_maps(ops.gated_channel_stats(x, ones))
+            return ops.gate_(x, ones, s) if may_gate_in_place(self, x) else ops.gate(x, ones, s)
         g = self.attention_maps(x)["spatial"]
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
@@ -145,6 +158,10 @@ class Cbam(nn.Module):
         c = self.channel.gate_of(x)[:, :, None, None]
         if torch.is_grad_enabled():
             return channel_then_spatial_gate(x, c, self.spatial.gate_from_maps)
+        ops = kernels_for(x)
+        if ops is not None:  # three passes over x in all: both descriptor pools, both channel maps, the gating
+            s = self.spatial.gate_from_maps(ops.gated_channel_stats(x, c))
+            return ops.gate_(x, c, s) if may_gate_in_place(self, x) else ops.gate(x, c, s)
         mean = weighted_channel_mean(x, c)
         y = x.mul_(c) if may_gate_in_place(self, x) else x * c
         maps = torch.cat((mean, y.amax(dim=1, keepdim=True)), dim=1)

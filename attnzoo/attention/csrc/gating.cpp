@@ -1,0 +1,204 @@
+// Fused CPU kernels for SE and CBAM gating: one pass over the feature map where torch's eager operators
+// make several. Each kernel is parallel over torch's intra-op thread pool (at::parallel_for), so it scales
+// with the thread count as the convolutions around it do. Float32, contiguous NCHW only; the Python side
+// (attnzoo/attention/kernels.py) routes every other case to the plain torch formulation.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
+
+namespace {
+
+constexpr int64_t kPixelChunk = 1024;
+constexpr int kLanes = 16;  // positions per task in channel reductions: accumulators stay in L1
+
+int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_item));
+}
+
+void check_nchw(const at::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_contiguous() && x.device().is_cpu(),
+              name, ": expects a contiguous float32 NCHW CPU tensor");
+}
+
+// max that propagates NaN, as torch.amax does
+inline float nan_max(float a, float b) { return (std::isnan(a) || a > b) ? a : b; }
+
+// Per (batch, channel): mean and max over positions, one read of x.
+std::tuple<at::Tensor, at::Tensor> channel_stats(const at::Tensor& x) {
+  check_nchw(x, "channel_stats");
+  const int64_t planes = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
+  auto mean = at::empty({x.size(0), x.size(1)}, x.options());
+  auto peak = at::empty({x.size(0), x.size(1)}, x.options());
+  const float* src = x.data_ptr<float>();
+  float* mean_out = mean.data_ptr<float>();
+  float* peak_out = peak.data_ptr<float>();
+  at::parallel_for(0, planes, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float* row = src + plane * hw;
+      // independent lanes: the compiler vectorizes them without reassociating one accumulator
+      float sums[kLanes] = {}, tops[kLanes];
+      std::fill(tops, tops + kLanes, -std::numeric_limits<float>::infinity());
+      int64_t p = 0;
+      for (; p + kLanes <= hw; p += kLanes) {
+        for (int k = 0; k < kLanes; ++k) {
+          const float v = row[p + k];
+          sums[k] += v;
+          tops[k] = v > tops[k] ? v : tops[k];
+        }
+      }
+      float sum = 0.f, top = -std::numeric_limits<float>::infinity();
+      for (; p < hw; ++p) {
+        sum += row[p];
+        top = row[p] > top ? row[p] : top;
+      }
+      for (int k = 0; k < kLanes; ++k) {
+        sum += sums[k];
+        top = tops[k] > top ? tops[k] : top;
+      }
+      if (std::isnan(sum)) {  // rare: find out whether a NaN (not inf - inf) caused it
+        for (int64_t p = 0; p < hw; ++p) top = nan_max(top, row[p]);
+      }
+      mean_out[plane] = sum / static_cast<float>(hw);
+      peak_out[plane] = top;
+    }
+  });
+  return {mean, peak};
+}
+
+// Per (batch, position): mean and max over channels of x * gate, stacked as (B, 2, H, W), one read of x.
+at::Tensor gated_channel_stats(const at::Tensor& x, const at::Tensor& gate) {
+  check_nchw(x, "gated_channel_stats");
+  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+  TORCH_CHECK(gate.numel() == batch * channels && gate.is_contiguous() && gate.scalar_type() == at::kFloat,
+              "gated_channel_stats: the gate must hold one float32 per (batch, channel)");
+  auto out = at::empty({batch, 2, x.size(2), x.size(3)}, x.options());
+  const float* src = x.data_ptr<float>();
+  const float* g = gate.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  const int64_t chunks = (hw + kPixelChunk - 1) / kPixelChunk;
+  at::parallel_for(0, batch * chunks, grain_for(kPixelChunk * channels), [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / chunks, p0 = (task % chunks) * kPixelChunk, n = std::min(kPixelChunk, hw - p0);
+      float* __restrict sum = dst + (b * 2) * hw + p0;
+      float* __restrict top = dst + (b * 2 + 1) * hw + p0;
+      std::fill(sum, sum + n, 0.f);
+      std::fill(top, top + n, -std::numeric_limits<float>::infinity());
+      // four channel rows per sweep: a quarter of the accumulator traffic, four prefetch streams
+      int64_t c = 0;
+      for (; c + 4 <= channels; c += 4) {
+        const float w0 = g[b * channels + c], w1 = g[b * channels + c + 1], w2 = g[b * channels + c + 2],
+                    w3 = g[b * channels + c + 3];
+        const float* __restrict r0 = src + (b * channels + c) * hw + p0;
+        const float *__restrict r1 = r0 + hw, *__restrict r2 = r1 + hw, *__restrict r3 = r2 + hw;
+        for (int64_t p = 0; p < n; ++p) {
+          const float v0 = r0[p] * w0, v1 = r1[p] * w1, v2 = r2[p] * w2, v3 = r3[p] * w3;
+          sum[p] += (v0 + v1) + (v2 + v3);
+          const float m01 = v0 > v1 ? v0 : v1, m23 = v2 > v3 ? v2 : v3, m = m01 > m23 ? m01 : m23;
+          top[p] = m > top[p] ? m : top[p];
+        }
+      }
+      for (; c < channels; ++c) {
+        const float w = g[b * channels + c];
+        const float* row = src + (b * channels + c) * hw + p0;
+        for (int64_t p = 0; p < n; ++p) {
+          const float v = row[p] * w;
+          sum[p] += v;
+          top[p] = v > top[p] ? v : top[p];
+        }
+      }
+      for (int64_t p = 0; p < n; ++p) {
+        if (std::isnan(sum[p])) {  // rare: propagate a NaN into the max as torch.amax does
+          for (int64_t c = 0; c < channels; ++c) top[p] = nan_max(top[p], src[(b * channels + c) * hw + p0 + p] * g[b * channels + c]);
+        }
+        sum[p] /= static_cast<float>(channels);
+      }
+    }
+  });
+  return out;
+}
+
+// x * channel_gate[b, c] (* spatial_gate[b, p]) (+ residual, then ReLU), written into out (which may be x).
+void gate_kernel(const at::Tensor& x, const at::Tensor& channel_gate, const c10::optional<at::Tensor>& spatial_gate,
+                 const c10::optional<at::Tensor>& residual, bool relu, at::Tensor& out) {
+  check_nchw(x, "gate");
+  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+  TORCH_CHECK(channel_gate.numel() == batch * channels && channel_gate.is_contiguous() &&
+                  channel_gate.scalar_type() == at::kFloat,
+              "gate: the channel gate must hold one float32 per (batch, channel)");
+  const float* s = nullptr;
+  if (spatial_gate.has_value()) {
+    TORCH_CHECK(spatial_gate->numel() == batch * hw && spatial_gate->is_contiguous() &&
+                    spatial_gate->scalar_type() == at::kFloat,
+                "gate: the spatial gate must hold one float32 per (batch, position)");
+    s = spatial_gate->data_ptr<float>();
+  }
+  const float* r = nullptr;
+  if (residual.has_value()) {
+    check_nchw(*residual, "gate residual");
+    TORCH_CHECK(residual->sizes() == x.sizes(), "gate: the residual must have the input's shape");
+    r = residual->data_ptr<float>();
+  }
+  const float* src = x.data_ptr<float>();
+  const float* g = channel_gate.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, batch * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float w = g[plane];
+      const float* row = src + plane * hw;
+      const float* srow = s ? s + (plane / channels) * hw : nullptr;
+      const float* rrow = r ? r + plane * hw : nullptr;
+      float* orow = dst + plane * hw;
+      if (srow && rrow) {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) {
+          const float v = row[p] * w * srow[p] + rrow[p];
+          orow[p] = relu ? (v > 0.f || std::isnan(v) ? v : 0.f) : v;
+        }
+      } else if (srow) {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) orow[p] = row[p] * w * srow[p];
+      } else if (rrow) {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) {
+          const float v = row[p] * w + rrow[p];
+          orow[p] = relu ? (v > 0.f || std::isnan(v) ? v : 0.f) : v;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) orow[p] = row[p] * w;
+      }
+    }
+  });
+}
+
+at::Tensor gate_(at::Tensor x, const at::Tensor& channel_gate, const c10::optional<at::Tensor>& spatial_gate) {
+  gate_kernel(x, channel_gate, spatial_gate, c10::nullopt, false, x);
+  return x;
+}
+
+at::Tensor gate(const at::Tensor& x, const at::Tensor& channel_gate, const c10::optional<at::Tensor>& spatial_gate) {
+  auto out = at::empty_like(x);
+  gate_kernel(x, channel_gate, spatial_gate, c10::nullopt, false, out);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(attnzoo_gating, m) {
+  m.def("channel_stats(Tensor x) -> (Tensor, Tensor)");
+  m.def("gated_channel_stats(Tensor x, Tensor gate) -> Tensor");
+  m.def("gate_(Tensor(a!) x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor(a!)");
+  m.def("gate(Tensor x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
+  m.impl("channel_stats", &channel_stats);
+  m.impl("gated_channel_stats", &gated_channel_stats);
+  m.impl("gate_", &gate_);
+  m.impl("gate", &gate);
+}

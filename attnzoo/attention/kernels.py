@@ -1,0 +1,122 @@
+"""Fused CPU kernels for SE and CBAM gating (``csrc/gating.cpp``), built on first use, with a clean fallback.
+
+Why a C++ operator: at torch's default thread count the attention's passes over a feature map (pooling,
+channel-wise reductions, gating) gain less from more cores than the convolutions around them, and no eager
+torch operator fuses a reduction with a multiply. The kernels here make one parallel pass where torch makes
+several: CBAM's mean and max over positions in one read, its mean and max over channels of ``x * c`` in
+one read without materialising the product, and both gates applied in one read-modify-write.
+
+The operator is compiled with ``torch.utils.cpp_extension`` the first time an eager forward asks for it
+(about 20 s, once per machine and torch version; the build is cached under torch's extensions
+directory). Where it cannot build (no C++ compiler, no ninja) or ``ATTNZOO_FUSED_KERNELS=0`` is set,
+:func:`fused_ops` returns None after one warning and every module keeps its plain torch route, which
+computes the same function. Tracers, exporters and compilers never see these operators
+(:func:`attnzoo.attention.fused.runs_eagerly`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCE = Path(__file__).with_name("csrc") / "gating.cpp"
+CFLAGS = ["-O3", "-march=native", "-std=c++20", "-fopenmp"]
+DISABLE_VARIABLE = "ATTNZOO_FUSED_KERNELS"
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on, so that a build cached on a shared disk is never run on a CPU
+    that lacks its instructions."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return f"{platform.machine()} {flags}"
+
+
+def build_name() -> str:
+    """The extension's name: changes with the source, flags, torch version and CPU, so a stale build is
+    never loaded."""
+    key = "\n".join([SOURCE.read_text(), " ".join(CFLAGS), torch.__version__, _cpu_signature()])
+    return "attnzoo_gating_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _build() -> Any:
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its import warns that there is no CUDA, which is beside the point here
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+
+    try:  # the ninja wheel installs its binary next to the interpreter, which need not be on PATH
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    except ImportError:
+        pass
+    cpp_extension.load(
+        name=build_name(),
+        sources=[str(SOURCE)],
+        extra_cflags=CFLAGS,
+        extra_ldflags=["-fopenmp"],
+        is_python_module=False,
+        verbose=False,
+    )
+    return torch.ops.attnzoo_gating
+
+
+def fused_ops() -> Any | None:
+    """``torch.ops.attnzoo_gating`` once built and loaded, or None where the kernels are unavailable.
+
+    Builds at most once per process; a failed build warns once, naming the cause, and is not retried.
+    """
+    if "ops" not in _state:
+        with _lock:
+            if "ops" not in _state:
+                _state["ops"] = _load_or_warn()
+    return _state["ops"]
+
+
+def _load_or_warn() -> Any | None:
+    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
+        return None
+    try:
+        return _build()
+    except Exception as error:  # any build or load failure means: use the plain route
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        warnings.warn(
+            f"attnzoo: fused CPU kernels unavailable ({reason}); SE and CBAM use their plain torch route "
+            f"(same outputs, slower). Install a C++ compiler and ninja, or set {DISABLE_VARIABLE}=0 to "
+            "silence this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def kernels_for(x: torch.Tensor) -> Any | None:
+    """The fused operators if they take ``x`` (a non-empty float32 contiguous NCHW CPU tensor, outside
+    CPU autocast, whose gates are then float32 too), else None: the caller takes its plain route."""
+    fits = (
+        x.dim() == 4
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and x.is_contiguous()
+        and x.numel() > 0
+        and not torch.is_autocast_enabled("cpu")
+    )
+    return fused_ops() if fits else None
+
