@@ -15,6 +15,7 @@ from torch import nn
 
 from attnzoo.attention.fused import (
     ChannelPool,
+    KernelCbam,
     channel_then_spatial_gate,
     may_gate_in_place,
     runs_eagerly,
@@ -155,10 +156,12 @@ class Cbam(nn.Module):
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` by the eager routes (docs/performance.md): training saves only ``x``
         (:mod:`attnzoo.attention.fused`); inference gates in place what it may."""
+        ops = kernels_for(x)
+        if ops is not None and torch.is_grad_enabled():
+            return KernelCbam.apply(x, self.channel.gate_from_pooled, self.spatial.gate_from_maps, ops, *self.parameters())
         c = self.channel.gate_of(x)[:, :, None, None]
         if torch.is_grad_enabled():
             return channel_then_spatial_gate(x, c, self.spatial.gate_from_maps)
-        ops = kernels_for(x)
         if ops is not None:  # three passes over x in all: both descriptor pools, both channel maps, the gating
             s = self.spatial.gate_from_maps(ops.gated_channel_stats(x, c))
             return ops.gate_(x, c, s) if may_gate_in_place(self, x) else ops.gate(x, c, s)

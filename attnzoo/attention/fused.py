@@ -201,6 +201,60 @@ class MeanGated(torch.autograd.Function):
         return grad_x, None, *grad_params
 
 
+class KernelCbam(torch.autograd.Function):
+    """CBAM's whole forward and backward on the fused kernels (:mod:`attnzoo.attention.kernels`).
+
+    Forward makes three passes over ``x`` (descriptor pools, channel maps of ``x * c``, gating) and keeps only
+    ``x`` at full size. The small gate networks (``channel_fn``: (mean, max) -> c, ``spatial_fn``: maps -> s)
+    run once, with autograd, on detached leaves, and their graphs are kept for backward, so the spatial
+    BatchNorm updates its running statistics once, as in any forward. Backward makes three passes over
+    (grad, x): the spatial gate's gradient with the spatial max's tie counts, the channel gate's gradient
+    with the channel max's tie counts, and the input gradient. Max gradients are shared among ties as
+    ``torch.amax``'s are. Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, channel_fn, spatial_fn, ops, *params: torch.Tensor) -> torch.Tensor:
+        mean_c, peak_c = ops.channel_stats(x)
+        with torch.enable_grad():
+            descriptors = (mean_c.requires_grad_(), peak_c.detach().requires_grad_())
+            c = channel_fn(*descriptors)
+            maps = ops.gated_channel_stats(x, c.detach()).requires_grad_()
+            s = spatial_fn(maps)
+        ctx.ops, ctx.graphs = ops, (descriptors, c, maps, s)
+        ctx.save_for_backward(x, *params)
+        return ops.gate(x, c.detach(), s.detach())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        ops, ((mean_c, peak_c), c, maps, s) = ctx.ops, ctx.graphs
+        x, *params = ctx.saved_tensors
+        grad = grad.contiguous()
+        gate, spatial_gate, peak = c.detach(), s.detach(), maps.detach()[:, 1].contiguous()
+        wanted = [p for p, need in zip(params, ctx.needs_input_grad[4:]) if need]
+
+        grad_s, spatial_ties = ops.spatial_gate_grad(grad, x, gate, peak)
+        grad_maps, *spatial_grads = torch.autograd.grad(s, [maps, *wanted], grad_s, allow_unused=True)
+        mean_grad = (grad_maps[:, 0] / x.shape[1]).contiguous()
+        max_share = (grad_maps[:, 1] / spatial_ties[:, 0]).contiguous()
+        grad_c, channel_ties = ops.channel_gate_grad(
+            grad, x, gate, spatial_gate, peak, mean_grad, max_share, peak_c.detach()
+        )
+        grad_mean_c, grad_peak_c, *channel_grads = torch.autograd.grad(
+            c, [mean_c, peak_c, *wanted], grad_c, allow_unused=True
+        )
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            h, w = x.shape[2:]
+            grad_x = ops.cbam_input_grad(
+                grad, x, gate, spatial_gate, peak, mean_grad, max_share, peak_c.detach(),
+                (grad_mean_c / (h * w)).contiguous(), (grad_peak_c / channel_ties).contiguous(),
+            )
+        grads = iter(a if a is not None else b for a, b in zip(spatial_grads, channel_grads))
+        return grad_x, None, None, None, *(next(grads) if need else None for need in ctx.needs_input_grad[4:])
+
+
 def channel_then_spatial_gate(x: torch.Tensor, c: torch.Tensor, spatial_gate) -> torch.Tensor:
     """``y * spatial_gate(pool(y))`` with ``y = x * c``: CBAM's second stage, saving only ``x`` for backward.
 

@@ -187,6 +187,143 @@ at::Tensor gate(const at::Tensor& x, const at::Tensor& channel_gate, const c10::
   return out;
 }
 
+// ---- CBAM training: backward in three passes over (grad, x) ----
+// Forward (see attnzoo/attention/fused.py, CbamGate): mean_c, peak_c = channel_stats(x); c = mlp(mean_c,
+// peak_c); maps = [mean_C(x*c), max_C(x*c)]; s = spatial(maps); out = x * c * s.
+
+// Per (batch, position): d out / d s = sum over channels of grad * x * c, and how many channels tie for the
+// spatial max (x * c == peak), whose gradient they share as torch.amax's backward shares it.
+std::tuple<at::Tensor, at::Tensor> spatial_gate_grad(const at::Tensor& grad, const at::Tensor& x,
+                                                     const at::Tensor& gate, const at::Tensor& peak) {
+  check_nchw(x, "spatial_gate_grad");
+  check_nchw(grad, "spatial_gate_grad grad");
+  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+  TORCH_CHECK(gate.numel() == batch * channels && peak.numel() == batch * hw && gate.is_contiguous() &&
+                  peak.is_contiguous(), "spatial_gate_grad: gate (B, C) and peak (B, H*W) expected");
+  auto grad_s = at::empty({batch, 1, x.size(2), x.size(3)}, x.options());
+  auto ties = at::empty({batch, 1, x.size(2), x.size(3)}, x.options());
+  const float *src = x.data_ptr<float>(), *gsrc = grad.data_ptr<float>(), *g = gate.data_ptr<float>(),
+              *top = peak.data_ptr<float>();
+  float *gs_out = grad_s.data_ptr<float>(), *tie_out = ties.data_ptr<float>();
+  const int64_t chunks = (hw + kPixelChunk - 1) / kPixelChunk;
+  at::parallel_for(0, batch * chunks, grain_for(kPixelChunk * channels), [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / chunks, p0 = (task % chunks) * kPixelChunk, n = std::min(kPixelChunk, hw - p0);
+      float* __restrict acc = gs_out + b * hw + p0;
+      float* __restrict count = tie_out + b * hw + p0;
+      const float* __restrict best = top + b * hw + p0;
+      std::fill(acc, acc + n, 0.f);
+      std::fill(count, count + n, 0.f);
+      for (int64_t c = 0; c < channels; ++c) {
+        const float w = g[b * channels + c];
+        const float* __restrict row = src + (b * channels + c) * hw + p0;
+        const float* __restrict grow = gsrc + (b * channels + c) * hw + p0;
+        for (int64_t p = 0; p < n; ++p) {
+          const float v = row[p] * w;
+          acc[p] += grow[p] * v;
+          count[p] += v == best[p] ? 1.f : 0.f;
+        }
+      }
+    }
+  });
+  return {grad_s, ties};
+}
+
+// The gradient reaching y = x * c, per element: grad * s + mean_grad + (tied for the max ? max_share : 0).
+inline float grad_of_product(float grad, float s, float v, float best, float mean_grad, float max_share) {
+  return grad * s + mean_grad + (v == best ? max_share : 0.f);
+}
+
+// Per (batch, channel): d loss / d c = sum over positions of x * grad_of_product, and how many positions tie
+// for the channel descriptor's max (x == peak_c).
+std::tuple<at::Tensor, at::Tensor> channel_gate_grad(const at::Tensor& grad, const at::Tensor& x,
+                                                     const at::Tensor& gate, const at::Tensor& spatial_gate,
+                                                     const at::Tensor& peak, const at::Tensor& mean_grad,
+                                                     const at::Tensor& max_share, const at::Tensor& channel_peak) {
+  check_nchw(x, "channel_gate_grad");
+  check_nchw(grad, "channel_gate_grad grad");
+  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+  for (const at::Tensor* t : {&spatial_gate, &peak, &mean_grad, &max_share})
+    TORCH_CHECK(t->numel() == batch * hw && t->is_contiguous(), "channel_gate_grad: (B, H*W) maps expected");
+  TORCH_CHECK(gate.numel() == batch * channels && channel_peak.numel() == batch * channels && gate.is_contiguous() &&
+                  channel_peak.is_contiguous(), "channel_gate_grad: (B, C) gate and channel peak expected");
+  auto grad_c = at::empty({batch, channels}, x.options());
+  auto ties = at::empty({batch, channels}, x.options());
+  const float *src = x.data_ptr<float>(), *gsrc = grad.data_ptr<float>(), *g = gate.data_ptr<float>(),
+              *sg = spatial_gate.data_ptr<float>(), *top = peak.data_ptr<float>(), *mg = mean_grad.data_ptr<float>(),
+              *ms = max_share.data_ptr<float>(), *cpeak = channel_peak.data_ptr<float>();
+  float *gc_out = grad_c.data_ptr<float>(), *tie_out = ties.data_ptr<float>();
+  at::parallel_for(0, batch * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t b = plane / channels;
+      const float w = g[plane], best_c = cpeak[plane];
+      const float* __restrict row = src + plane * hw;
+      const float* __restrict grow = gsrc + plane * hw;
+      const float *__restrict s = sg + b * hw, *__restrict best = top + b * hw, *__restrict m = mg + b * hw,
+                  *__restrict share = ms + b * hw;
+      float sums[kLanes] = {}, counts[kLanes] = {};
+      int64_t p = 0;
+      for (; p + kLanes <= hw; p += kLanes) {
+        for (int k = 0; k < kLanes; ++k) {
+          const float xv = row[p + k];
+          sums[k] += xv * grad_of_product(grow[p + k], s[p + k], xv * w, best[p + k], m[p + k], share[p + k]);
+          counts[k] += xv == best_c ? 1.f : 0.f;
+        }
+      }
+      float sum = 0.f, count = 0.f;
+      for (; p < hw; ++p) {
+        const float xv = row[p];
+        sum += xv * grad_of_product(grow[p], s[p], xv * w, best[p], m[p], share[p]);
+        count += xv == best_c ? 1.f : 0.f;
+      }
+      for (int k = 0; k < kLanes; ++k) {
+        sum += sums[k];
+        count += counts[k];
+      }
+      gc_out[plane] = sum;
+      tie_out[plane] = count;
+    }
+  });
+  return {grad_c, ties};
+}
+
+// d loss / d x = c * grad_of_product + (tied for the channel max ? channel_share : 0) + channel_mean_grad.
+at::Tensor cbam_input_grad(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& gate,
+                           const at::Tensor& spatial_gate, const at::Tensor& peak, const at::Tensor& mean_grad,
+                           const at::Tensor& max_share, const at::Tensor& channel_peak,
+                           const at::Tensor& channel_mean_grad, const at::Tensor& channel_max_share) {
+  check_nchw(x, "cbam_input_grad");
+  check_nchw(grad, "cbam_input_grad grad");
+  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+  for (const at::Tensor* t : {&spatial_gate, &peak, &mean_grad, &max_share})
+    TORCH_CHECK(t->numel() == batch * hw && t->is_contiguous(), "cbam_input_grad: (B, H*W) maps expected");
+  for (const at::Tensor* t : {&gate, &channel_peak, &channel_mean_grad, &channel_max_share})
+    TORCH_CHECK(t->numel() == batch * channels && t->is_contiguous(), "cbam_input_grad: (B, C) vectors expected");
+  auto out = at::empty_like(x);
+  const float *src = x.data_ptr<float>(), *gsrc = grad.data_ptr<float>(), *g = gate.data_ptr<float>(),
+              *sg = spatial_gate.data_ptr<float>(), *top = peak.data_ptr<float>(), *mg = mean_grad.data_ptr<float>(),
+              *ms = max_share.data_ptr<float>(), *cpeak = channel_peak.data_ptr<float>(),
+              *cmg = channel_mean_grad.data_ptr<float>(), *cms = channel_max_share.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, batch * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t b = plane / channels;
+      const float w = g[plane], best_c = cpeak[plane], base = cmg[plane], share_c = cms[plane];
+      const float* __restrict row = src + plane * hw;
+      const float* __restrict grow = gsrc + plane * hw;
+      const float *__restrict s = sg + b * hw, *__restrict best = top + b * hw, *__restrict m = mg + b * hw,
+                  *__restrict share = ms + b * hw;
+      float* __restrict orow = dst + plane * hw;
+      for (int64_t p = 0; p < hw; ++p) {
+        const float xv = row[p];
+        orow[p] = w * grad_of_product(grow[p], s[p], xv * w, best[p], m[p], share[p]) +
+                  (xv == best_c ? share_c : 0.f) + base;
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(attnzoo_gating, m) {
@@ -194,6 +331,11 @@ TORCH_LIBRARY(attnzoo_gating, m) {
   m.def("gated_channel_stats(Tensor x, Tensor gate) -> Tensor");
   m.def("gate_(Tensor(a!) x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor(a!)");
   m.def("gate(Tensor x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor");
+  m.def("spatial_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor peak) -> (Tensor, Tensor)");
+  m.def("channel_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
+        "Tensor max_share, Tensor channel_peak) -> (Tensor, Tensor)");
+  m.def("cbam_input_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
+        "Tensor max_share, Tensor channel_peak, Tensor channel_mean_grad, Tensor channel_max_share) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
@@ -201,4 +343,7 @@ TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
   m.impl("gated_channel_stats", &gated_channel_stats);
   m.impl("gate_", &gate_);
   m.impl("gate", &gate);
+  m.impl("spatial_gate_grad", &spatial_gate_grad);
+  m.impl("channel_gate_grad", &channel_gate_grad);
+  m.impl("cbam_input_grad", &cbam_input_grad);
 }
