@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import attnzoo
-from attnzoo.attention import get_attention_class
+from attnzoo.attention import create_attention, get_attention_class
 
 ATTENTION_CLASSES = tuple(get_attention_class(name) for name in attnzoo.list_attentions())
 
@@ -61,3 +61,21 @@ def assert_attention_matters(model: nn.Module, x: torch.Tensor, min_change: floa
     assert torch.isfinite(with_attn).all() and torch.isfinite(without).all()
     change = (with_attn - without).abs().max().item()
     assert change > min_change, f"removing the attention changes the output by only {change:.2e}"
+
+
+def randomized_attention(name: str, channels: int, std: float = 0.3) -> nn.Module:
+    """Attention ``name`` in eval mode with every parameter drawn from N(0, std), so no gate is trivial."""
+    module = create_attention(name, channels).eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            nn.init.normal_(p, std=std)
+    return module
+
+
+def gated_by_maps(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` times every gate ``module.attention_maps`` reports: a gating module's plain arithmetic, the
+    reference its fast routes must match. Channel gates (B, C) broadcast over positions."""
+    out = x
+    for gate in module.attention_maps(x).values():
+        out = out * (gate[:, :, None, None] if gate.dim() == 2 else gate)
+    return out
