@@ -157,6 +157,15 @@ def test_a_contiguous_view_at_an_offset_is_read_from_its_offset(ops):
     assert_close(ops.gate(x, c, None), x * c[:, :, None, None])
 
 
+def test_operators_read_gates_that_are_views(ops):
+    """Gates may be strided views (vmap hands per-example slices); the operators read their values."""
+    x, c, s = torch.randn(2, 3, 4, 4), torch.rand(3, 2).t(), torch.rand(2, 4, 4, 2)[..., 0].unsqueeze(1)
+    assert not c.is_contiguous() and not s.is_contiguous()
+    assert_close(ops.gate(x, c, s), x * c[:, :, None, None] * s, rtol=0, atol=0)
+    y = x * c[:, :, None, None]
+    assert_close(ops.gated_channel_stats(x, c), torch.cat((y.mean(1, keepdim=True), y.amax(1, keepdim=True)), 1))
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -165,9 +174,8 @@ def test_a_contiguous_view_at_an_offset_is_read_from_its_offset(ops):
         lambda ops: ops.channel_stats(torch.randn(3, 4, 4)),
         lambda ops: ops.gated_channel_stats(torch.randn(2, 3, 4, 4), torch.rand(2, 4)),
         lambda ops: ops.gate(torch.randn(2, 3, 4, 4), torch.rand(2, 3), torch.rand(2, 1, 4, 5)),
-        lambda ops: ops.gate(torch.randn(2, 3, 4, 4), torch.rand(3, 2).t(), None),
     ],
-    ids=["float64", "non_contiguous", "3d", "gate_size", "spatial_gate_size", "non_contiguous_gate"],
+    ids=["float64", "non_contiguous", "3d", "gate_size", "spatial_gate_size"],
 )
 def test_operators_refuse_tensors_they_cannot_read(ops, call):
     with pytest.raises(RuntimeError, match="expects|must hold"):
@@ -263,17 +271,14 @@ def test_cbam_resnet_gives_the_same_logits_with_kernels_as_without(counting):
             plain = model(x)
     assert blocks == 8
     assert counting.calls["channel_stats"] == counting.calls["gated_channel_stats"] == blocks
-    assert counting.calls["gate"] + counting.calls["gate_"] == blocks
+    # each block applies CBAM's gates with its shortcut add and ReLU in one pass (attnzoo.surgery.resnet)
+    assert counting.calls["gate_add_relu_"] == blocks
+    assert counting.calls["gate"] + counting.calls["gate_"] == 0
     assert_close(fused, plain)
     assert_attention_matters(model, x)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="kernels_for checks only x: under torch.func.vmap the per-example spatial gate is a "
-    "non-contiguous slice, which the gate operator refuses",
-)
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap runs the operators per example
 def test_cbam_under_vmap_gives_the_per_example_outputs(ops):
     module = randomized_attention("cbam", 16)
     x = torch.randn(3, 2, 16, 7, 7)

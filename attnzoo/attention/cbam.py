@@ -17,6 +17,7 @@ from attnzoo.attention.fused import (
     ChannelPool,
     KernelCbam,
     channel_then_spatial_gate,
+    fusion_kernels,
     may_gate_in_place,
     runs_eagerly,
     spatial_mean,
@@ -45,6 +46,11 @@ class CbamChannel(ChannelExcitation):
             return ops.gate_(x, c, None) if may_gate_in_place(self, x) else ops.gate(x, c, None)
         g = self.gate_of(x)[:, :, None, None]
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
+
+    def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:
+        """The gate for the holding block's one-pass tail (see :meth:`SqueezeExcite.fusable_gates`)."""
+        ops = fusion_kernels(self, x)
+        return None if ops is None else (self.gate_from_pooled(*ops.channel_stats(x)), None)
 
     def gate_of(self, x: torch.Tensor) -> torch.Tensor:
         """The channel gate (B, C) for input ``x`` by the fastest eager route."""
@@ -100,12 +106,21 @@ class CbamSpatial(nn.Module):
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward``, gating in place where :func:`~attnzoo.attention.fused.may_gate_in_place` allows."""
         ops = None if torch.is_grad_enabled() else kernels_for(x)
-        if ops is not None:  # one pass for both channel maps, one for the gating; a unit channel gate
-            ones = x.new_ones(x.shape[:2])
-            s = self.gate_from_maps(ops.gated_channel_stats(x, ones))
+        if ops is not None:  # one pass for both channel maps, one for the gating
+            ones, s = self.kernel_gates(ops, x)
             return ops.gate_(x, ones, s) if may_gate_in_place(self, x) else ops.gate(x, ones, s)
         g = self.attention_maps(x)["spatial"]
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
+
+    def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The gates for the holding block's one-pass tail (see :meth:`SqueezeExcite.fusable_gates`)."""
+        ops = fusion_kernels(self, x)
+        return None if ops is None else self.kernel_gates(ops, x)
+
+    def kernel_gates(self, ops, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A unit channel gate (the kernels gate by channel and position) and the spatial gate."""
+        ones = x.new_ones(x.shape[:2])
+        return ones, self.gate_from_maps(ops.gated_channel_stats(x, ones))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The spatial gate for input ``x``, shape (B, 1, H, W)."""
@@ -159,16 +174,26 @@ class Cbam(nn.Module):
         ops = kernels_for(x)
         if ops is not None and torch.is_grad_enabled():
             return KernelCbam.apply(x, self.channel.gate_from_pooled, self.spatial.gate_from_maps, ops, *self.parameters())
+        if ops is not None:  # three passes over x in all: both descriptor pools, both channel maps, the gating
+            c, s = self.kernel_gates(ops, x)
+            return ops.gate_(x, c, s) if may_gate_in_place(self, x) else ops.gate(x, c, s)
         c = self.channel.gate_of(x)[:, :, None, None]
         if torch.is_grad_enabled():
             return channel_then_spatial_gate(x, c, self.spatial.gate_from_maps)
-        if ops is not None:  # three passes over x in all: both descriptor pools, both channel maps, the gating
-            s = self.spatial.gate_from_maps(ops.gated_channel_stats(x, c))
-            return ops.gate_(x, c, s) if may_gate_in_place(self, x) else ops.gate(x, c, s)
         mean = weighted_channel_mean(x, c)
         y = x.mul_(c) if may_gate_in_place(self, x) else x * c
         maps = torch.cat((mean, y.amax(dim=1, keepdim=True)), dim=1)
         return y.mul_(self.spatial.gate_from_maps(maps))
+
+    def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The gates for the holding block's one-pass tail (see :meth:`SqueezeExcite.fusable_gates`)."""
+        ops = fusion_kernels(self, x)
+        return None if ops is None else self.kernel_gates(ops, x)
+
+    def kernel_gates(self, ops, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The channel gate (B, C) and spatial gate (B, 1, H, W) in two passes over ``x``."""
+        c = self.channel.gate_from_pooled(*ops.channel_stats(x))
+        return c, self.spatial.gate_from_maps(ops.gated_channel_stats(x, c))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Channel gate (B, C) and the spatial gate (B, 1, H, W) it feeds."""

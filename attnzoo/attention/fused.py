@@ -29,11 +29,15 @@ would need a translation for it; the plain formulation under tracing gives every
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.autograd.function import FunctionCtx
 # torch registers global hooks publicly (register_module_forward_hook) but offers no public way to ask for them.
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
+
+from attnzoo.attention.kernels import kernels_for
 
 
 def runs_eagerly(x: torch.Tensor) -> bool:
@@ -61,6 +65,15 @@ def may_gate_in_place(module: nn.Module, x: torch.Tensor) -> bool:
         and not (_global_forward_hooks or _global_forward_pre_hooks)
         and not x.requires_grad
     )
+
+
+def fusion_kernels(module: nn.Module, x: torch.Tensor) -> Any | None:
+    """The fused kernels if ``module``'s gates may be handed to the block that holds it, to be applied with
+    the block's residual add and ReLU in one pass (the attention's ``fusable_gates``): no gradient
+    recorded, the surgery's in-place promise, no hook watching, and a tensor the kernels take."""
+    if torch.is_grad_enabled() or not may_gate_in_place(module, x):
+        return None
+    return kernels_for(x)
 
 
 def weighted_channel_mean(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "gating.cpp"
-CFLAGS = ["-O3", "-march=native", "-std=c++20", "-fopenmp"]
+CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-std=c++20", "-fopenmp"]
 DISABLE_VARIABLE = "ATTNZOO_FUSED_KERNELS"
 
 _lock = threading.Lock()
@@ -96,7 +96,9 @@ def _load_or_warn() -> Any | None:
     try:
         return _build()
     except Exception as error:  # any build or load failure means: use the plain route
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # a failed compile's message starts with ninja's command line; the compiler's own error says why
+        reason = next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(error).__name__)
         warnings.warn(
             f"attnzoo: fused CPU kernels unavailable ({reason}); SE and CBAM use their plain torch route "
             f"(same outputs, slower). Install a C++ compiler and ninja, or set {DISABLE_VARIABLE}=0 to "

@@ -11,7 +11,7 @@ import torch
 from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
-from attnzoo.attention.fused import MeanGated, may_gate_in_place, runs_eagerly
+from attnzoo.attention.fused import MeanGated, fusion_kernels, may_gate_in_place, runs_eagerly
 from attnzoo.attention.identity import gate_for, zero_
 from attnzoo.attention.registry import register_attention
 
@@ -79,6 +79,14 @@ class SqueezeExcite(ChannelExcitation):
             return MeanGated.apply(x, self.excite, *self.parameters())
         g = self.excite(x.mean((2, 3), keepdim=True))
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
+
+    def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:
+        """The channel gate for the block holding this module to apply with its residual add and ReLU in
+        one pass (:mod:`attnzoo.surgery.resnet`), or None where this module must gate by itself. timm's
+        arithmetic, so the block's output stays bit-identical to timm's ``seresnet``."""
+        if fusion_kernels(self, x) is None:
+            return None
+        return self.excite(x.mean((2, 3), keepdim=True)), None
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         """The gate (B, C, 1, 1) from the pooled descriptor (B, C, 1, 1)."""

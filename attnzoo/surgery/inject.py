@@ -117,6 +117,8 @@ def inject(
         if hasattr(type(module), "gate_in_place"):
             module.gate_in_place = hook.slot_input_is_temporary
         setattr(block, hook.slot, module)
+        if hook.gated_tail is not None and hook.gated_tail.__base__ is type(block) and hasattr(module, "fusable_gates"):
+            block.__class__ = hook.gated_tail
     record_surgery(
         model,
         {"op": "attention", "attn": attn, "stages": chosen, "preserve": preserve, "kwargs": dict(attn_kwargs)},

@@ -30,6 +30,10 @@ class SurgeryHook:
         slot_input_is_temporary: the block feeds the slot a tensor it never reads again (true of timm's
             ResNet and EfficientNet blocks), so the attention may gate it in place at inference
             (:mod:`attnzoo.attention.fused`). Leave it False unless the block's forward guarantees it.
+        gated_tail: a subclass of the block type with the same modules whose forward can take the
+            attention's gates (``fusable_gates``) into its residual add and activation
+            (:mod:`attnzoo.surgery.resnet`); surgery gives a block of exactly the base type this class
+            when the attention offers its gates.
     """
 
     channels: Callable[[nn.Module], int]
@@ -37,6 +41,7 @@ class SurgeryHook:
     slot: str = "se"
     default_kwargs: Callable[[nn.Module, dict[str, Any]], dict[str, Any]] = field(default=lambda block, kwargs: {})
     slot_input_is_temporary: bool = False
+    gated_tail: type[nn.Module] | None = None
 
 
 _HOOKS: dict[type[nn.Module], SurgeryHook] = {}

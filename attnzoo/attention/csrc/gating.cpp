@@ -25,6 +25,13 @@ void check_nchw(const at::Tensor& x, const char* name) {
               name, ": expects a contiguous float32 NCHW CPU tensor");
 }
 
+// A small per-(batch, channel) or per-(batch, position) operand, made contiguous (a copy only for views such as
+// vmap's per-example slices).
+at::Tensor small_operand(const at::Tensor& t, int64_t numel, const char* what) {
+  TORCH_CHECK(t.numel() == numel && t.scalar_type() == at::kFloat && t.device().is_cpu(), what);
+  return t.contiguous();
+}
+
 // max that propagates NaN, as torch.amax does
 inline float nan_max(float a, float b) { return (std::isnan(a) || a > b) ? a : b; }
 
@@ -74,11 +81,11 @@ std::tuple<at::Tensor, at::Tensor> channel_stats(const at::Tensor& x) {
 at::Tensor gated_channel_stats(const at::Tensor& x, const at::Tensor& gate) {
   check_nchw(x, "gated_channel_stats");
   const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
-  TORCH_CHECK(gate.numel() == batch * channels && gate.is_contiguous() && gate.scalar_type() == at::kFloat,
-              "gated_channel_stats: the gate must hold one float32 per (batch, channel)");
+  const at::Tensor gate_values =
+      small_operand(gate, batch * channels, "gated_channel_stats: the gate must hold one float32 per (batch, channel)");
   auto out = at::empty({batch, 2, x.size(2), x.size(3)}, x.options());
   const float* src = x.data_ptr<float>();
-  const float* g = gate.data_ptr<float>();
+  const float* g = gate_values.data_ptr<float>();
   float* dst = out.data_ptr<float>();
   const int64_t chunks = (hw + kPixelChunk - 1) / kPixelChunk;
   at::parallel_for(0, batch * chunks, grain_for(kPixelChunk * channels), [&](int64_t begin, int64_t end) {
@@ -127,15 +134,14 @@ void gate_kernel(const at::Tensor& x, const at::Tensor& channel_gate, const c10:
                  const c10::optional<at::Tensor>& residual, bool relu, at::Tensor& out) {
   check_nchw(x, "gate");
   const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
-  TORCH_CHECK(channel_gate.numel() == batch * channels && channel_gate.is_contiguous() &&
-                  channel_gate.scalar_type() == at::kFloat,
-              "gate: the channel gate must hold one float32 per (batch, channel)");
+  const at::Tensor channel_values =
+      small_operand(channel_gate, batch * channels, "gate: the channel gate must hold one float32 per (batch, channel)");
+  at::Tensor spatial_values;
   const float* s = nullptr;
   if (spatial_gate.has_value()) {
-    TORCH_CHECK(spatial_gate->numel() == batch * hw && spatial_gate->is_contiguous() &&
-                    spatial_gate->scalar_type() == at::kFloat,
-                "gate: the spatial gate must hold one float32 per (batch, position)");
-    s = spatial_gate->data_ptr<float>();
+    spatial_values =
+        small_operand(*spatial_gate, batch * hw, "gate: the spatial gate must hold one float32 per (batch, position)");
+    s = spatial_values.data_ptr<float>();
   }
   const float* r = nullptr;
   if (residual.has_value()) {
@@ -144,7 +150,7 @@ void gate_kernel(const at::Tensor& x, const at::Tensor& channel_gate, const c10:
     r = residual->data_ptr<float>();
   }
   const float* src = x.data_ptr<float>();
-  const float* g = channel_gate.data_ptr<float>();
+  const float* g = channel_values.data_ptr<float>();
   float* dst = out.data_ptr<float>();
   at::parallel_for(0, batch * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
@@ -185,6 +191,14 @@ at::Tensor gate(const at::Tensor& x, const at::Tensor& channel_gate, const c10::
   auto out = at::empty_like(x);
   gate_kernel(x, channel_gate, spatial_gate, c10::nullopt, false, out);
   return out;
+}
+
+// A residual block's tail in one pass: relu(x * gates + residual), written into x. Multiply, add and max are
+// rounded one at a time (no contraction into FMA), as the block's separate torch operators round them.
+at::Tensor gate_add_relu_(at::Tensor x, const at::Tensor& channel_gate, const c10::optional<at::Tensor>& spatial_gate,
+                          const at::Tensor& residual) {
+  gate_kernel(x, channel_gate, spatial_gate, residual, true, x);
+  return x;
 }
 
 // ---- CBAM training: backward in three passes over (grad, x) ----
@@ -331,6 +345,7 @@ TORCH_LIBRARY(attnzoo_gating, m) {
   m.def("gated_channel_stats(Tensor x, Tensor gate) -> Tensor");
   m.def("gate_(Tensor(a!) x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor(a!)");
   m.def("gate(Tensor x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor");
+  m.def("gate_add_relu_(Tensor(a!) x, Tensor channel_gate, Tensor? spatial_gate, Tensor residual) -> Tensor(a!)");
   m.def("spatial_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor peak) -> (Tensor, Tensor)");
   m.def("channel_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
         "Tensor max_share, Tensor channel_peak) -> (Tensor, Tensor)");
@@ -343,6 +358,7 @@ TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
   m.impl("gated_channel_stats", &gated_channel_stats);
   m.impl("gate_", &gate_);
   m.impl("gate", &gate);
+  m.impl("gate_add_relu_", &gate_add_relu_);
   m.impl("spatial_gate_grad", &spatial_gate_grad);
   m.impl("channel_gate_grad", &channel_gate_grad);
   m.impl("cbam_input_grad", &cbam_input_grad);
