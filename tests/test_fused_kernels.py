@@ -2,14 +2,12 @@
 
 Each operator is checked against the plain torch expression it replaces, NaN and inf included; CBAM's
 modules and a CBAM ResNet give the same outputs with and without them; inputs the kernels do not take
-go the plain route; a disabled or failed build leaves everything working. Tests swap the kernels out
-through ``kernels._state``, the cache :func:`fused_ops` reads: ``ATTNZOO_FUSED_KERNELS`` is read once per
-process, so there is no public switch once they are loaded.
+go the plain route; a disabled or failed build leaves everything working. The ``ops`` and ``counting``
+fixtures (conftest.py) and :func:`kernel_helpers.plain_route` swap the operators in and out.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import subprocess
@@ -26,6 +24,7 @@ from attnzoo.attention import kernels
 from attnzoo.attention.cbam import Cbam
 from attnzoo.attention.kernels import DISABLE_VARIABLE, fused_ops
 from attnzoo.models import build_model
+from kernel_helpers import plain_route
 
 ROOT = Path(__file__).resolve().parents[1]
 INF, NAN = float("inf"), float("nan")
@@ -40,49 +39,6 @@ KERNEL_CALLS = {  # the operators each module's no-grad forward calls once each,
 
 def shape_id(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
-
-
-class CountingOps:
-    """Stands in for ``torch.ops.attnzoo_gating``: calls the real operators and counts the calls by name."""
-
-    def __init__(self, ops) -> None:
-        self.ops = ops
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __getattr__(self, name: str):
-        op = getattr(self.ops, name)
-
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return op(*args, **kwargs)
-
-        return counted
-
-
-@pytest.fixture
-def ops():
-    """The loaded operators; tests that need them skip where they are disabled or unavailable, which
-    :func:`test_kernels_are_built_wherever_they_are_not_disabled` turns into a failure."""
-    loaded = fused_ops()
-    if loaded is None:
-        pytest.skip(f"fused kernels disabled or unavailable (see test_kernels_are_built_...; {DISABLE_VARIABLE})")
-    return loaded
-
-
-@pytest.fixture
-def counting(ops, monkeypatch) -> CountingOps:
-    """Installs a :class:`CountingOps` as the loaded operators for the test."""
-    proxy = CountingOps(ops)
-    monkeypatch.setitem(kernels._state, "ops", proxy)
-    return proxy
-
-
-@contextlib.contextmanager
-def plain_route():
-    """Within the block every module takes its plain torch route, as where the kernels cannot build."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(kernels._state, "ops", None)
-        yield
 
 
 def positive_gate(*shape: int) -> torch.Tensor:

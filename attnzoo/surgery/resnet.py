@@ -26,6 +26,8 @@ def gated_residual_tail(block: nn.Module, x: torch.Tensor, block_input: torch.Te
     attention hands over its gates (``fusable_gates``); None where the block must run its own tail."""
     if block.training or type(act) is not nn.ReLU or not hasattr(block.se, "fusable_gates"):
         return None
+    if _hooked(act) or _hooked(block.drop_path):  # the one pass would skip their hooks (feature capture)
+        return None
     gates = block.se.fusable_gates(x)
     if gates is None:
         return None
@@ -35,6 +37,11 @@ def gated_residual_tail(block: nn.Module, x: torch.Tensor, block_input: torch.Te
         x = x.mul_(channel_gate.view(*x.shape[:2], 1, 1))
         return act((x if spatial_gate is None else x.mul_(spatial_gate)).add_(shortcut))
     return fused_ops().gate_add_relu_(x, *gates, shortcut)
+
+
+def _hooked(module: nn.Module | None) -> bool:
+    """Whether a forward hook watches ``module``, which the one-pass tail does not call."""
+    return module is not None and bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 class GatedTailBasicBlock(BasicBlock):

@@ -1,0 +1,362 @@
+"""ResNet blocks with SE or CBAM take the one-pass gated tail (attnzoo/surgery/resnet.py) only where it is
+exact, and CBAM trains on the fused kernels (KernelCbam) with the plain route's gradients.
+
+Surgery gives timm's BasicBlock/Bottleneck the class GatedTailBasicBlock/GatedTailBottleneck when the
+attention offers ``fusable_gates``; in eager eval no-grad inference that block applies the gates, the
+shortcut add and the ReLU in one kernel call (``gate_add_relu_``). Every comparison here is against
+timm's own forward of the same weights (the block's class reverted) or the plain torch route, on models
+whose attention is shown to change the output.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+from torch import nn
+from torch.testing import assert_close
+
+from attention_helpers import assert_attention_matters, gated_by_maps, randomized_attention, wake
+from attnzoo.attention.fused import KernelCbam
+from attnzoo.models import build_model
+from attnzoo.surgery import inject, registry
+from attnzoo.surgery.resnet import GatedTailBasicBlock, GatedTailBottleneck
+from kernel_helpers import plain_route
+from test_tracing import sweep_model
+
+# BasicBlock and Bottleneck, each with a conv shortcut (resnet18, resnet50) and an avg-pool one (the "d"/"t" stems)
+BASES = ["resnet18", "resnet10t", "resnet26d", "resnet50"]
+TAIL_ATTENTIONS = ["se", "cbam", "cbam_channel", "cbam_spatial"]
+NOT_FUSABLE = ["eca", "coord", "simam", "mhsa"]
+GATED = (GatedTailBasicBlock, GatedTailBottleneck)
+
+
+def gated_model(base: str, attn: str) -> nn.Module:
+    """``base`` with ``attn`` by surgery, BatchNorms woken, eval mode."""
+    torch.manual_seed(0)
+    return wake(build_model(base, attention=attn)).eval()
+
+
+def timm_blocks(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+
+
+def tail_blocks(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, GATED)]
+
+
+def reverted(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose gated-tail blocks are timm's classes again: timm's forward, same weights."""
+    twin = copy.deepcopy(model)
+    for block in tail_blocks(twin):
+        block.__class__ = block.__class__.__base__
+    assert not tail_blocks(twin)
+    return twin
+
+
+def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x.clone())  # clone: nothing a forward does may reach the caller's input
+
+
+# --- 1. the tail gives timm's logits ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attn", TAIL_ATTENTIONS)
+@pytest.mark.parametrize("base", BASES)
+def test_gated_tail_gives_timms_logits_and_takes_one_call_per_block(counting, base, attn):
+    model = gated_model(base, attn)
+    blocks = tail_blocks(model)
+    assert blocks and len(blocks) == len(timm_blocks(model))
+    x = torch.randn(2, 3, 64, 64)
+    fused = logits(model, x)
+    assert counting.calls["gate_add_relu_"] == len(blocks)
+    with plain_route():
+        plain = logits(model, x)
+    timms = logits(reverted(model), x)
+    assert torch.equal(fused, timms)  # the same gates, then the same products, add and ReLU per element
+    # the plain route computes the gates in another summation order; float32 rounding grows with depth
+    assert_close(fused, plain, rtol=1e-5, atol=1e-5 * plain.abs().max().item())
+    assert_attention_matters(model, x)
+
+
+@pytest.mark.parametrize("base", ["resnet18", "resnet50"])
+def test_se_tail_is_bit_identical_to_timms_seresnet(counting, base):
+    model = gated_model(base, "se")
+    theirs = timm.create_model(f"se{base}").eval()
+    theirs.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    ours = logits(model, x)
+    assert counting.calls["gate_add_relu_"] == len(tail_blocks(model)) > 0
+    assert torch.equal(ours, logits(theirs, x))
+    assert_attention_matters(model, x)
+
+
+# --- 2. which blocks are swapped, and what a swap keeps -----------------------------------------------
+
+
+class ThirdPartyBottleneck(Bottleneck):
+    """A subclass of timm's Bottleneck whose forward attnzoo does not know: it must keep its class."""
+
+
+@pytest.mark.parametrize("attn", TAIL_ATTENTIONS)
+def test_blocks_with_fusable_attention_become_gated_tail_blocks(attn):
+    for base, tail in (("resnet18", GatedTailBasicBlock), ("resnet26d", GatedTailBottleneck)):
+        blocks = timm_blocks(build_model(base, attention=attn))
+        assert blocks and all(type(block) is tail for block in blocks)
+
+
+@pytest.mark.parametrize("attn", NOT_FUSABLE)
+def test_blocks_with_other_attentions_keep_timms_class(attn):
+    model = build_model("resnet18", attention=attn)
+    assert any(block.se is not None for block in timm_blocks(model))
+    assert all(type(block) is BasicBlock for block in timm_blocks(model))
+
+
+def test_a_third_party_subclass_keeps_its_class():
+    model = ResNet(block=ThirdPartyBottleneck, layers=[1, 1, 1, 1])
+    inject(model, "cbam")
+    blocks = timm_blocks(model)
+    assert blocks and all(type(block) is ThirdPartyBottleneck and block.se is not None for block in blocks)
+
+
+def unswapped_model(base: str, attn: str, monkeypatch: pytest.MonkeyPatch) -> nn.Module:
+    """:func:`gated_model` built by hooks without a gated tail: the surgery as it would be without the swap."""
+    with monkeypatch.context() as patch:
+        for block_type in (BasicBlock, Bottleneck):
+            patch.setitem(registry._HOOKS, block_type, dataclasses.replace(registry._HOOKS[block_type], gated_tail=None))
+        return gated_model(base, attn)
+
+
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+@pytest.mark.parametrize("base", ["resnet18", "resnet26d"])
+def test_swap_keeps_state_dict_isinstance_and_logits_of_the_unswapped_surgery(monkeypatch, base, attn):
+    model, unswapped = gated_model(base, attn), unswapped_model(base, attn, monkeypatch)
+    assert tail_blocks(model) and not tail_blocks(unswapped)
+    assert all(isinstance(block, (BasicBlock, Bottleneck)) for block in tail_blocks(model))
+    ours, theirs = model.state_dict(), unswapped.state_dict()
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    x = torch.randn(2, 3, 64, 64)
+    assert_close(logits(model, x), logits(unswapped, x))
+    assert_attention_matters(model, x)
+
+
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+def test_gated_tail_model_pickles_saves_and_deepcopies(counting, tmp_path, attn):
+    model = gated_model("resnet26d", attn)
+    x = torch.randn(2, 3, 64, 64)
+    expected = logits(model, x)
+    torch.save(model, tmp_path / "model.pt")
+    copies = {
+        "torch.load": torch.load(tmp_path / "model.pt", weights_only=False),
+        "pickle": pickle.loads(pickle.dumps(model)),
+        "deepcopy": copy.deepcopy(model),
+    }
+    for how, twin in copies.items():
+        assert [type(b) for b in timm_blocks(twin)] == [type(b) for b in timm_blocks(model)], how
+        counting.calls.clear()
+        assert torch.equal(logits(twin, x), expected), how
+        assert counting.calls["gate_add_relu_"] == len(tail_blocks(model)), how
+
+
+# --- 3. where the tail is not taken, timm's forward runs ----------------------------------------------
+
+
+def in_train_mode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.train()(x.clone())
+
+
+def with_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x.clone().requires_grad_()).detach()
+
+
+def channels_last(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return logits(model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last))
+
+
+def float64(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return logits(model.double(), x.double())
+
+
+def without_kernels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with plain_route():
+        return logits(model, x)
+
+
+FALLBACKS = {f.__name__: f for f in (in_train_mode, with_grad, channels_last, float64, without_kernels)}
+
+
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+@pytest.mark.parametrize("condition", FALLBACKS)
+def test_tail_is_not_taken_where_it_would_not_be_exact(counting, condition, attn):
+    run = FALLBACKS[condition]
+    model = gated_model("resnet18", attn)
+    x = torch.randn(2, 3, 64, 64)
+    fused = logits(model, x)
+    timms = run(reverted(model), x)
+    counting.calls.clear()
+    out = run(model, x)
+    assert counting.calls["gate_add_relu_"] == 0
+    assert torch.equal(out, timms)  # the block ran timm's forward
+    if condition != "in_train_mode":  # the same function as the tail computes, up to rounding
+        assert_close(out.float(), fused, rtol=1e-4, atol=1e-4)
+    assert_attention_matters(model.float(), x)
+
+
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+def test_a_non_contiguous_shortcut_is_gated_added_and_rectified_in_torch(counting, attn):
+    """A block without downsample fed a channel slice: its shortcut is a strided view the kernel cannot add."""
+    block = gated_model("resnet18", attn).layer1[1]
+    timms = reverted(block)
+    x = torch.randn(2, 80, 16, 16)[:, 8:72]
+    assert not x.is_contiguous()
+    with torch.no_grad():
+        out = block(x)
+        expected = timms(x)
+    assert counting.calls["gate_add_relu_"] == 0
+    assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    assert (out - x.relu()).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("watched", ["se", "act2"])
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+def test_a_block_whose_attention_or_activation_is_hooked_calls_the_hooks_on_timms_forward(counting, attn, watched):
+    model = gated_model("resnet18", attn)
+    x = torch.randn(2, 3, 64, 64)
+    fused = logits(model, x)
+    bn_out, seen = [], []
+    block = model.layer2[0]
+    block.bn2.register_forward_hook(lambda m, args, out: bn_out.append(out.clone()))
+    getattr(block, watched).register_forward_hook(lambda m, args, out: seen.append((args[0].clone(), out.clone())))
+    counting.calls.clear()
+    out = logits(model, x)
+    assert len(seen) == 1
+    assert counting.calls["gate_add_relu_"] == len(tail_blocks(model)) - 1  # only the watched block falls back
+    assert_close(out, fused)
+    seen_input, seen_output = seen[0]
+    if watched == "se":  # the hook sees the attention's input un-gated, and its output gated
+        assert torch.equal(seen_input, bn_out[0])
+        assert (seen_output - seen_input).abs().max() > 0.1
+    else:  # the activation sees the gated sum and returns its ReLU
+        assert torch.equal(seen_output, seen_input.relu())
+
+
+# --- 4. CBAM training on the kernels -------------------------------------------------------------------
+
+
+def tied(shape: tuple[int, ...], ties: str) -> torch.Tensor:
+    """An input with ties for the maxima: over positions (constant planes) or over channels (positions
+    where every channel holds the same value, 0, so ``x * c`` ties there too)."""
+    x = torch.randn(shape)
+    if ties == "constant_planes":
+        x[:, ::2] = 0.75
+    elif ties == "zero_positions":
+        x[..., ::2, :] = 0.0
+    return x
+
+
+TRAIN_CASES = {
+    "2x17x1x1": ((2, 17, 1, 1), "none"),
+    "3x64x7x7": ((3, 64, 7, 7), "none"),
+    "2x17x13x11": ((2, 17, 13, 11), "none"),
+    "2x17x13x11_constant_planes": ((2, 17, 13, 11), "constant_planes"),
+    "3x64x7x7_constant_planes": ((3, 64, 7, 7), "constant_planes"),
+    "2x17x13x11_zero_positions": ((2, 17, 13, 11), "zero_positions"),
+    "2x64x7x7_zero_positions": ((2, 64, 7, 7), "zero_positions"),
+}
+BACKWARD_OPS = ("spatial_gate_grad", "channel_gate_grad", "cbam_input_grad")
+
+
+def output_and_grads(run, module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> list[torch.Tensor]:
+    """``run(x)`` and the gradients of ``(run(x) * upstream).sum()`` for ``x`` and ``module``'s parameters."""
+    x = x.clone().requires_grad_()
+    out = run(x)
+    return [out.detach(), *torch.autograd.grad((out * upstream).sum(), [x, *module.parameters()])]
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES)
+def test_cbam_trains_on_the_kernels_with_the_plain_routes_gradients(counting, case):
+    shape, ties = TRAIN_CASES[case]
+    kernel_module = randomized_attention("cbam", shape[1]).train()
+    plain_module, torch_module = copy.deepcopy(kernel_module), copy.deepcopy(kernel_module)
+    x, upstream = tied(shape, ties), torch.randn(shape)
+
+    kernel = output_and_grads(kernel_module, kernel_module, x, upstream)
+    # one forward (descriptors, channel maps, gating) and one backward (three passes) on the kernels
+    assert counting.calls == dict.fromkeys(("channel_stats", "gated_channel_stats", "gate", *BACKWARD_OPS), 1)
+    with plain_route():
+        plain = output_and_grads(plain_module, plain_module, x, upstream)
+        # torch's own autograd of the paper's arithmetic (amax shares a max's gradient among ties)
+        reference = output_and_grads(lambda t: gated_by_maps(torch_module, t), torch_module, x, upstream)
+    assert len(kernel) == len(plain) == len(reference) == 2 + len(list(kernel_module.parameters()))
+    for ours, theirs, torchs in zip(kernel, plain, reference):
+        assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+        assert_close(ours, torchs, rtol=1e-4, atol=1e-5)
+    assert (kernel[0] - x).abs().max() > 0.1, "the attention left its input unchanged: nothing was compared"
+
+    bn, plain_bn = kernel_module.spatial.conv.bn, plain_module.spatial.conv.bn
+    assert bn.num_batches_tracked.item() == plain_bn.num_batches_tracked.item() == 1
+    assert bn.running_mean.abs().max() > 0  # moved from its initial 0
+    assert_close(bn.running_mean, plain_bn.running_mean)
+    assert_close(bn.running_var, plain_bn.running_var)
+
+
+def test_kernel_cbam_is_what_cbam_trains_on(ops, monkeypatch):
+    applied = []
+    original = KernelCbam.apply
+    monkeypatch.setattr(KernelCbam, "apply", lambda *args: applied.append(args[0].shape) or original(*args))
+    module = randomized_attention("cbam", 17).train()
+    module(torch.randn(2, 17, 7, 7, requires_grad=True)).sum().backward()
+    assert applied == [(2, 17, 7, 7)]
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters())
+
+
+def test_cbam_on_the_kernels_refuses_double_backward(ops):
+    module = randomized_attention("cbam", 17).train()
+    x = torch.randn(2, 17, 7, 7, requires_grad=True)
+    (grad_x,) = torch.autograd.grad(module(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad_x.sum().backward()
+
+
+def test_resnet18_cbam_training_step_matches_the_plain_route(counting):
+    torch.manual_seed(0)
+    kernel_model = wake(build_model("resnet18", attention="cbam", num_classes=10)).train()
+    plain_model = copy.deepcopy(kernel_model)
+    x, target = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
+    assert_attention_matters(kernel_model, x)
+
+    def step(model: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        loss = F.cross_entropy(model(x.clone()), target)
+        return loss.detach(), list(torch.autograd.grad(loss, list(model.parameters())))
+
+    kernel_loss, kernel_grads = step(kernel_model)
+    assert all(counting.calls[op] == 8 for op in BACKWARD_OPS)  # every block's CBAM trained on the kernels
+    with plain_route():
+        plain_loss, plain_grads = step(plain_model)
+    assert_close(kernel_loss, plain_loss, rtol=1e-5, atol=1e-6)
+    # train-mode BatchNorm backward amplifies float32 summation-order differences through eight blocks
+    # (to ~1e-5 of a gradient's scale here): equal relative to each gradient's scale
+    for ours, theirs in zip(kernel_grads, plain_grads, strict=True):
+        assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+
+
+# --- 5. the tracing tests compare traced graphs with the gated tail ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["resnet18_se", "resnet18_cbam"])
+def test_tracing_sweep_models_take_the_gated_tail_eagerly(counting, name):
+    """tests/test_tracing.py compares FX, TorchScript, jit.trace, export and compile against eager
+    no-grad logits of these models; here: those eager logits come from the gated tail."""
+    model = sweep_model(name)
+    assert len(tail_blocks(model)) == len(timm_blocks(model)) == 8
+    logits(model, torch.randn(2, 3, 32, 32))
+    assert counting.calls["gate_add_relu_"] == 8
