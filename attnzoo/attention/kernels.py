@@ -1,14 +1,16 @@
-"""Fused CPU kernels for SE and CBAM gating (``csrc/gating.cpp``), built on first use, with a clean fallback.
+"""Fused CPU kernels for SE and CBAM (``csrc/gating.cpp``), built on first use, with a clean fallback.
 
 Why a C++ operator: at torch's default thread count the attention's passes over a feature map (pooling,
 channel-wise reductions, gating) gain less from more cores than the convolutions around them, and no eager
-torch operator fuses a reduction with a multiply. The kernels here make one parallel pass where torch makes
+torch operator fuses a reduction with a multiply. The kernels make one parallel pass where torch makes
 several: CBAM's mean and max over positions in one read, its mean and max over channels of ``x * c`` in
-one read without materialising the product, and both gates applied in one read-modify-write.
+one read without materialising the product, both gates applied in one read-modify-write, a residual
+block's gate, shortcut add and ReLU in one pass (:mod:`attnzoo.surgery.resnet`), and CBAM's backward in
+three passes (:class:`attnzoo.attention.fused.KernelCbam`).
 
 The operator is compiled with ``torch.utils.cpp_extension`` the first time an eager forward asks for it
-(about 20 s, once per machine and torch version; the build is cached under torch's extensions
-directory). Where it cannot build (no C++ compiler, no ninja) or ``ATTNZOO_FUSED_KERNELS=0`` is set,
+(about 20 s, once per machine and torch version, announced on stderr; the build is cached under torch's
+extensions directory, ``TORCH_EXTENSIONS_DIR``). Where it cannot build (no C++ compiler, no ninja) or ``ATTNZOO_FUSED_KERNELS=0`` is set,
 :func:`fused_ops` returns None after one warning and every module keeps its plain torch route, which
 computes the same function. Tracers, exporters and compilers never see these operators
 (:func:`attnzoo.attention.fused.runs_eagerly`).
@@ -20,6 +22,7 @@ import hashlib
 import logging
 import os
 import platform
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -67,8 +70,12 @@ def _build() -> Any:
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
+    name = build_name()
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    if not (Path(root) / name / f"{name}.so").exists():
+        print("attnzoo: compiling the fused CPU kernels (once per machine, about 20 s)", file=sys.stderr)
     cpp_extension.load(
-        name=build_name(),
+        name=name,
         sources=[str(SOURCE)],
         extra_cflags=CFLAGS,
         extra_ldflags=["-fopenmp"],

@@ -352,8 +352,10 @@ def profile_ops(names: list[str], mode: str, setting: Setting, top: int = 12) ->
 
 
 def environment() -> str:
-    """Versions, torch's default thread count and CPU, for the report's header."""
+    """Versions, torch's default thread count, CPU and whether the fused kernels run, for the report's header."""
     import onnxruntime
+
+    from attnzoo.attention.kernels import fused_ops
 
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
@@ -362,7 +364,8 @@ def environment() -> str:
     return (
         f"torch {torch.__version__}, timm {timm.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"python {platform.python_version()}; torch's default {torch.get_num_threads()} thread(s) of "
-        f"{os.cpu_count()} CPUs ({cpu})"
+        f"{os.cpu_count()} CPUs ({cpu}); fused CPU kernels "
+        f"{'on' if fused_ops() is not None else 'off (plain torch route)'}"
     )
 
 
