@@ -72,7 +72,7 @@ def _build() -> Any:
         pass
     name = build_name()
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
-    if not (Path(root) / name / f"{name}.so").exists():
+    if not any(Path(root).glob(f"**/{name}/{name}.so")):  # torch nests builds by Python and CUDA version
         print("attnzoo: compiling the fused CPU kernels (once per machine, about 20 s)", file=sys.stderr)
     cpp_extension.load(
         name=name,

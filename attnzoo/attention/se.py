@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import torch
 from timm.layers import create_act_layer, make_divisible
+from timm.layers.activations import Sigmoid
 from torch import nn
 
 from attnzoo.attention.fused import MeanGated, fusion_kernels, may_gate_in_place, runs_eagerly
-from attnzoo.attention.identity import gate_for, zero_
+from attnzoo.attention.identity import ScaledSigmoid, gate_for, zero_
+from attnzoo.attention.kernels import kernels_for
 from attnzoo.attention.registry import register_attention
 
 
@@ -76,6 +78,9 @@ class SqueezeExcite(ChannelExcitation):
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
         if torch.is_grad_enabled():
+            ops, gain = kernels_for(x), self.kernel_gain()
+            if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
+                return ops.squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
             return MeanGated.apply(x, self.excite, *self.parameters())
         g = self.excite(x.mean((2, 3), keepdim=True))
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
@@ -87,6 +92,13 @@ class SqueezeExcite(ChannelExcitation):
         if fusion_kernels(self, x) is None:
             return None
         return self.excite(x.mean((2, 3), keepdim=True)), None
+
+    def kernel_gain(self) -> float | None:
+        """The gate's gain where the C++ training node computes this module's function (ReLU, then a
+        sigmoid gate, scaled by 2 for ``gate_init="identity"``), else None."""
+        if type(self.act) is not nn.ReLU:
+            return None
+        return {Sigmoid: 1.0, nn.Sigmoid: 1.0, ScaledSigmoid: 2.0}.get(type(self.gate))
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         """The gate (B, C, 1, 1) from the pooled descriptor (B, C, 1, 1)."""

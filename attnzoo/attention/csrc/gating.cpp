@@ -4,6 +4,7 @@
 // (attnzoo/attention/kernels.py) routes every other case to the plain torch formulation.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -362,6 +363,56 @@ at::Tensor cbam_input_grad(const at::Tensor& grad, const at::Tensor& x, const at
   return out;
 }
 
+// ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
+// gate = gain * sigmoid(fc2(relu(fc1(mean(x))))), out = x * gate, with fc1/fc2 1x1 convolutions (timm's
+// SEModule's arithmetic, so the forward equals timm's bit for bit). One node where autograd would record
+// eight, and no Python in backward: at the small maps of a training step the per-node overhead is what the
+// attention costs.
+class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1,
+                            const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double gain) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    const at::Tensor pooled = x.mean({2, 3}, /*keepdim=*/true);
+    const at::Tensor hidden = at::relu(at::conv2d(pooled, w1, b1));
+    at::Tensor gate = at::sigmoid(at::conv2d(hidden, w2, b2));
+    const at::Tensor sig = gate;
+    if (gain != 1.0) gate = gate * gain;
+    ctx->save_for_backward({x, pooled, hidden, sig, gate, w1, w2});
+    ctx->saved_data["gain"] = gain;
+    return x * gate;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &pooled = saved[1], &hidden = saved[2], &sig = saved[3], &gate = saved[4],
+                     &w1 = saved[5], &w2 = saved[6];
+    const double gain = ctx->saved_data["gain"].toDouble();
+    const at::Tensor grad = grads[0].contiguous();
+    const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+    const int64_t reduced = w1.size(0);
+    // per-channel dot products <grad, x> as one batched GEMM
+    const at::Tensor grad_gate =
+        at::bmm(grad.view({batch * channels, 1, hw}), x.contiguous().view({batch * channels, hw, 1})).view({batch, channels});
+    const at::Tensor grad_z2 = grad_gate * sig.view({batch, channels}) * (1 - sig.view({batch, channels})) * gain;
+    const at::Tensor h = hidden.view({batch, reduced});
+    const at::Tensor grad_w2 = at::mm(grad_z2.t(), h).view_as(w2);
+    const at::Tensor grad_b2 = grad_z2.sum(0);
+    const at::Tensor grad_z1 = at::mm(grad_z2, w2.view({channels, reduced})) * (h > 0);
+    const at::Tensor grad_w1 = at::mm(grad_z1.t(), pooled.view({batch, channels})).view_as(w1);
+    const at::Tensor grad_b1 = grad_z1.sum(0);
+    const at::Tensor grad_pooled = at::mm(grad_z1, w1.view({reduced, channels})).div_(static_cast<double>(hw));
+    const at::Tensor grad_x = at::addcmul(grad_pooled.view({batch, channels, 1, 1}), grad, gate);
+    return {grad_x, grad_w1, grad_b1, grad_w2, grad_b2, at::Tensor()};
+  }
+};
+
+at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                          const at::Tensor& b2, double gain) {
+  return SqueezeExcite::apply(x, w1, b1, w2, b2, gain);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(attnzoo_gating, m) {
@@ -370,12 +421,15 @@ TORCH_LIBRARY(attnzoo_gating, m) {
   m.def("gate_(Tensor(a!) x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor(a!)");
   m.def("gate(Tensor x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor");
   m.def("gate_add_relu_(Tensor(a!) x, Tensor channel_gate, Tensor? spatial_gate, Tensor residual) -> Tensor(a!)");
+  m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, float gain) -> Tensor");
   m.def("spatial_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor peak) -> (Tensor, Tensor)");
   m.def("channel_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
         "Tensor max_share, Tensor channel_peak) -> (Tensor, Tensor)");
   m.def("cbam_input_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
         "Tensor max_share, Tensor channel_peak, Tensor channel_mean_grad, Tensor channel_max_share) -> Tensor");
 }
+
+TORCH_LIBRARY_IMPL(attnzoo_gating, Autograd, m) { m.impl("squeeze_excite", &squeeze_excite); }
 
 TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
   m.impl("channel_stats", &channel_stats);
