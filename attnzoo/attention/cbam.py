@@ -26,7 +26,7 @@ from attnzoo.attention.fused import (
 from attnzoo.attention.identity import gate_for, zero_
 from attnzoo.attention.kernels import kernels_for
 from attnzoo.attention.registry import register_attention
-from attnzoo.attention.se import ChannelExcitation
+from attnzoo.attention.se import ChannelExcitation, kernel_gain
 
 
 @register_attention("cbam_channel")
@@ -173,6 +173,9 @@ class Cbam(nn.Module):
         (:mod:`attnzoo.attention.fused`); inference gates in place what it may."""
         ops = kernels_for(x)
         if ops is not None and torch.is_grad_enabled():
+            arguments = self.kernel_arguments()
+            if arguments is not None:  # one autograd node, forward and backward in C++
+                return ops.cbam(x, *arguments)
             return KernelCbam.apply(x, self.channel.gate_from_pooled, self.spatial.gate_from_maps, ops, *self.parameters())
         if ops is not None:  # three passes over x in all: both descriptor pools, both channel maps, the gating
             c, s = self.kernel_gates(ops, x)
@@ -184,6 +187,30 @@ class Cbam(nn.Module):
         y = x.mul_(c) if may_gate_in_place(self, x) else x * c
         maps = torch.cat((mean, y.amax(dim=1, keepdim=True)), dim=1)
         return y.mul_(self.spatial.gate_from_maps(maps))
+
+    def kernel_arguments(self) -> tuple | None:
+        """The C++ training node's arguments after ``x`` where it computes this module's function (ReLU MLP,
+        sigmoid gates, a plain stride-1 'same' conv and a tracking, affine BatchNorm), else None.
+
+        Does what the BatchNorm's forward does before its kernel: counts the batch and picks the running
+        average's factor, so that the statistics move exactly as on the Python route.
+        """
+        channel, conv, bn = self.channel, self.spatial.conv.conv, self.spatial.conv.bn
+        channel_gain, spatial_gain = kernel_gain(channel.act, channel.gate), kernel_gain(nn.ReLU(), self.spatial.gate)
+        same = conv.padding == (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)
+        plain_conv = type(conv) is nn.Conv2d and conv.stride == (1, 1) and conv.dilation == (1, 1) and same
+        plain_bn = bn.affine and bn.track_running_stats and type(bn.drop) is nn.Identity and type(bn.act) is nn.Identity
+        if None in (channel_gain, spatial_gain) or not (plain_conv and plain_bn and conv.bias is None):
+            return None
+        factor = 0.0 if bn.momentum is None else bn.momentum
+        if bn.training:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(bn.num_batches_tracked)
+        return (
+            channel.fc1.weight, channel.fc1.bias, channel.fc2.weight, channel.fc2.bias, channel_gain,
+            conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.training, factor, bn.eps, spatial_gain,
+        )
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The gates for the holding block's one-pass tail (see :meth:`SqueezeExcite.fusable_gates`)."""

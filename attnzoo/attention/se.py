@@ -18,6 +18,14 @@ from attnzoo.attention.kernels import kernels_for
 from attnzoo.attention.registry import register_attention
 
 
+def kernel_gain(act: nn.Module, gate: nn.Module) -> float | None:
+    """The gain of ``gate`` where the C++ training nodes compute it (after a ReLU ``act``): 1 for a sigmoid,
+    2 for ``gate_init="identity"``'s scaled sigmoid; None for any other pair (the Python routes take it)."""
+    if type(act) is not nn.ReLU:
+        return None
+    return {Sigmoid: 1.0, nn.Sigmoid: 1.0, ScaledSigmoid: 2.0}.get(type(gate))
+
+
 def reduced_channels(channels: int, rd_ratio: float, rd_channels: int | None, rd_divisor: int) -> int:
     """Bottleneck width: ``rd_channels`` if given, else ``channels * rd_ratio`` rounded as timm does."""
     return rd_channels or make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
@@ -78,7 +86,7 @@ class SqueezeExcite(ChannelExcitation):
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
         if torch.is_grad_enabled():
-            ops, gain = kernels_for(x), self.kernel_gain()
+            ops, gain = kernels_for(x), kernel_gain(self.act, self.gate)
             if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
                 return ops.squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
             return MeanGated.apply(x, self.excite, *self.parameters())
@@ -92,13 +100,6 @@ class SqueezeExcite(ChannelExcitation):
         if fusion_kernels(self, x) is None:
             return None
         return self.excite(x.mean((2, 3), keepdim=True)), None
-
-    def kernel_gain(self) -> float | None:
-        """The gate's gain where the C++ training node computes this module's function (ReLU, then a
-        sigmoid gate, scaled by 2 for ``gate_init="identity"``), else None."""
-        if type(self.act) is not nn.ReLU:
-            return None
-        return {Sigmoid: 1.0, nn.Sigmoid: 1.0, ScaledSigmoid: 2.0}.get(type(self.gate))
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         """The gate (B, C, 1, 1) from the pooled descriptor (B, C, 1, 1)."""

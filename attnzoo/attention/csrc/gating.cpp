@@ -363,6 +363,14 @@ at::Tensor cbam_input_grad(const at::Tensor& grad, const at::Tensor& x, const at
   return out;
 }
 
+// The training nodes compute their gradients with kernels that autograd cannot see: refuse double backward
+// rather than return second-order gradients that silently leave those paths out.
+void check_once_differentiable(const char* node) {
+  TORCH_CHECK(!at::GradMode::is_enabled(), "attnzoo's ", node,
+              " training node is not twice differentiable (create_graph=True); set ATTNZOO_FUSED_KERNELS=0 "
+              "before importing attnzoo to train on the plain torch route");
+}
+
 // ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
 // gate = gain * sigmoid(fc2(relu(fc1(mean(x))))), out = x * gate, with fc1/fc2 1x1 convolutions (timm's
 // SEModule's arithmetic, so the forward equals timm's bit for bit). One node where autograd would record
@@ -388,6 +396,7 @@ class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &pooled = saved[1], &hidden = saved[2], &sig = saved[3], &gate = saved[4],
                      &w1 = saved[5], &w2 = saved[6];
+    check_once_differentiable("SE");
     const double gain = ctx->saved_data["gain"].toDouble();
     const at::Tensor grad = grads[0].contiguous();
     const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
@@ -413,6 +422,98 @@ at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::T
   return SqueezeExcite::apply(x, w1, b1, w2, b2, gain);
 }
 
+// ---- CBAM training: the whole module as one autograd node, forward and backward in C++ ----
+// c = channel_gain * sigmoid(mlp(mean_c) + mlp(max_c)) with mlp = fc2(relu(fc1(.))) applied once to both
+// descriptors stacked; s = spatial_gain * sigmoid(bn(conv(maps))) with maps = [mean_C(x*c), max_C(x*c)];
+// out = x * c * s. The arithmetic of attnzoo's Python route (attnzoo/attention/cbam.py), so the forward
+// equals it; the BatchNorm updates its running statistics once, in forward, through the same ATen kernel.
+class Cbam : public torch::autograd::Function<Cbam> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& fc1_w,
+                            const at::Tensor& fc1_b, const at::Tensor& fc2_w, const at::Tensor& fc2_b,
+                            double channel_gain, const at::Tensor& conv_w, const at::Tensor& bn_w,
+                            const at::Tensor& bn_b, const at::Tensor& running_mean, const at::Tensor& running_var,
+                            bool bn_training, double bn_momentum, double bn_eps, double spatial_gain) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    const int64_t batch = x.size(0);
+    auto [mean_c, peak_c] = channel_stats(x);
+    const at::Tensor stacked = at::cat({mean_c, peak_c});
+    const at::Tensor hidden = at::relu(at::linear(stacked, fc1_w.flatten(1), fc1_b));
+    const at::Tensor logits = at::linear(hidden, fc2_w.flatten(1), fc2_b);
+    const at::Tensor channel_sig = at::sigmoid(logits.slice(0, 0, batch) + logits.slice(0, batch));
+    const at::Tensor c = channel_gain == 1.0 ? channel_sig : channel_sig * channel_gain;
+    const at::Tensor maps = gated_channel_stats(x, c).contiguous(at::MemoryFormat::ChannelsLast);
+    const int64_t pad = conv_w.size(-1) / 2;
+    const at::Tensor conv_out = at::conv2d(maps, conv_w, {}, 1, pad);
+    auto [normed, save_mean, save_invstd] =
+        at::native_batch_norm(conv_out, bn_w, bn_b, running_mean, running_var, bn_training, bn_momentum, bn_eps);
+    const at::Tensor spatial_sig = at::sigmoid(normed);
+    const at::Tensor s = spatial_gain == 1.0 ? spatial_sig : spatial_sig * spatial_gain;
+    ctx->save_for_backward({x, stacked, hidden, channel_sig, c, maps, conv_out, save_mean, save_invstd, spatial_sig, s,
+                            fc1_w, fc2_w, conv_w, bn_w, running_mean, running_var});
+    ctx->saved_data["channel_gain"] = channel_gain;
+    ctx->saved_data["spatial_gain"] = spatial_gain;
+    ctx->saved_data["bn_training"] = bn_training;
+    ctx->saved_data["bn_eps"] = bn_eps;
+    return gate(x, c, s);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    check_once_differentiable("CBAM");
+    const auto v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &stacked = v[1], &hidden = v[2], &channel_sig = v[3], &c = v[4], &maps = v[5],
+                     &conv_out = v[6], &save_mean = v[7], &save_invstd = v[8], &spatial_sig = v[9], &s = v[10],
+                     &fc1_w = v[11], &fc2_w = v[12], &conv_w = v[13], &bn_w = v[14], &running_mean = v[15],
+                     &running_var = v[16];
+    const double channel_gain = ctx->saved_data["channel_gain"].toDouble();
+    const double spatial_gain = ctx->saved_data["spatial_gain"].toDouble();
+    const at::Tensor grad = grads[0].contiguous();
+    const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+    const at::Tensor peak = maps.select(1, 1).contiguous();
+
+    // spatial gate: d s, then back through sigmoid, BatchNorm and the conv to the two channel maps
+    auto [grad_s, spatial_ties] = spatial_gate_grad(grad, x, c, peak);
+    const at::Tensor grad_normed = grad_s * (spatial_sig * (1 - spatial_sig) * spatial_gain);
+    auto [grad_conv_out, grad_bn_w, grad_bn_b] = at::native_batch_norm_backward(
+        grad_normed, conv_out, bn_w, running_mean, running_var, save_mean, save_invstd,
+        ctx->saved_data["bn_training"].toBool(), ctx->saved_data["bn_eps"].toDouble(), {true, true, true});
+    const int64_t pad = conv_w.size(-1) / 2;
+    auto [grad_maps, grad_conv_w, unused] = at::convolution_backward(
+        grad_conv_out, maps, conv_w, c10::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+    const at::Tensor mean_grad = (grad_maps.select(1, 0) / static_cast<double>(channels)).contiguous();
+    const at::Tensor max_share = (grad_maps.select(1, 1) / spatial_ties.select(1, 0)).contiguous();
+
+    // channel gate: d c, then back through the gate and the shared MLP to both descriptors
+    auto [grad_c, channel_ties] = channel_gate_grad(grad, x, c, s, peak, mean_grad, max_share,
+                                                    stacked.slice(0, batch).contiguous());
+    const at::Tensor grad_logits = grad_c * (channel_sig * (1 - channel_sig) * channel_gain);
+    const at::Tensor grad_z2 = at::cat({grad_logits, grad_logits});
+    const int64_t reduced = fc1_w.size(0);
+    const at::Tensor grad_fc2_w = at::mm(grad_z2.t(), hidden).view_as(fc2_w);
+    const at::Tensor grad_fc2_b = grad_z2.sum(0);
+    const at::Tensor grad_hidden = at::mm(grad_z2, fc2_w.view({channels, reduced})) * (hidden > 0);
+    const at::Tensor grad_fc1_w = at::mm(grad_hidden.t(), stacked).view_as(fc1_w);
+    const at::Tensor grad_fc1_b = grad_hidden.sum(0);
+    const at::Tensor grad_stacked = at::mm(grad_hidden, fc1_w.view({reduced, channels}));
+
+    const at::Tensor grad_x = cbam_input_grad(
+        grad, x, c, s, peak, mean_grad, max_share, stacked.slice(0, batch).contiguous(),
+        (grad_stacked.slice(0, 0, batch) / static_cast<double>(hw)).contiguous(),
+        (grad_stacked.slice(0, batch) / channel_ties).contiguous());
+    return {grad_x,      grad_fc1_w, grad_fc1_b, grad_fc2_w,   grad_fc2_b,   at::Tensor(), grad_conv_w, grad_bn_w,
+            grad_bn_b,   at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor cbam(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b, const at::Tensor& fc2_w,
+                const at::Tensor& fc2_b, double channel_gain, const at::Tensor& conv_w, const at::Tensor& bn_w,
+                const at::Tensor& bn_b, const at::Tensor& running_mean, const at::Tensor& running_var, bool bn_training,
+                double bn_momentum, double bn_eps, double spatial_gain) {
+  return Cbam::apply(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain, conv_w, bn_w, bn_b, running_mean, running_var,
+                     bn_training, bn_momentum, bn_eps, spatial_gain);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(attnzoo_gating, m) {
@@ -422,6 +523,9 @@ TORCH_LIBRARY(attnzoo_gating, m) {
   m.def("gate(Tensor x, Tensor channel_gate, Tensor? spatial_gate) -> Tensor");
   m.def("gate_add_relu_(Tensor(a!) x, Tensor channel_gate, Tensor? spatial_gate, Tensor residual) -> Tensor(a!)");
   m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, float gain) -> Tensor");
+  m.def("cbam(Tensor x, Tensor fc1_w, Tensor fc1_b, Tensor fc2_w, Tensor fc2_b, float channel_gain, Tensor conv_w, "
+        "Tensor bn_w, Tensor bn_b, Tensor(a!) running_mean, Tensor(b!) running_var, bool bn_training, float bn_momentum, "
+        "float bn_eps, float spatial_gain) -> Tensor");
   m.def("spatial_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor peak) -> (Tensor, Tensor)");
   m.def("channel_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
         "Tensor max_share, Tensor channel_peak) -> (Tensor, Tensor)");
@@ -429,7 +533,10 @@ TORCH_LIBRARY(attnzoo_gating, m) {
         "Tensor max_share, Tensor channel_peak, Tensor channel_mean_grad, Tensor channel_max_share) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(attnzoo_gating, Autograd, m) { m.impl("squeeze_excite", &squeeze_excite); }
+TORCH_LIBRARY_IMPL(attnzoo_gating, Autograd, m) {
+  m.impl("squeeze_excite", &squeeze_excite);
+  m.impl("cbam", &cbam);
+}
 
 TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
   m.impl("channel_stats", &channel_stats);
