@@ -63,9 +63,10 @@ def assert_attention_matters(model: nn.Module, x: torch.Tensor, min_change: floa
     assert change > min_change, f"removing the attention changes the output by only {change:.2e}"
 
 
-def randomized_attention(name: str, channels: int, std: float = 0.3) -> nn.Module:
-    """Attention ``name`` in eval mode with every parameter drawn from N(0, std), so no gate is trivial."""
-    module = create_attention(name, channels).eval()
+def randomized_attention(name: str, channels: int, std: float = 0.3, **kwargs) -> nn.Module:
+    """Attention ``name`` (``kwargs`` to its constructor) in eval mode with every parameter drawn from
+    N(0, std), so no gate is trivial."""
+    module = create_attention(name, channels, **kwargs).eval()
     with torch.no_grad():
         for p in module.parameters():
             nn.init.normal_(p, std=std)

@@ -11,6 +11,9 @@ import collections
 import contextlib
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from attnzoo.attention import kernels
 
@@ -38,3 +41,22 @@ def plain_route():
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(kernels._state, "ops", None)
         yield
+
+
+def output_and_grads(
+    run, module: nn.Module, x: torch.Tensor, upstream: torch.Tensor, input_grad: bool = True
+) -> list[torch.Tensor]:
+    """``run(x)`` and the gradients of ``(run(x) * upstream).sum()`` for ``x`` (unless ``input_grad`` is
+    False) and for those of ``module``'s parameters that require grad, in that order."""
+    x = x.clone().requires_grad_(input_grad)
+    out = run(x)
+    leaves = [t for t in (x, *module.parameters()) if t.requires_grad]
+    return [out.detach(), *torch.autograd.grad((out * upstream).sum(), leaves)]
+
+
+def training_step(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The cross-entropy loss of ``model`` on ``(x, target)`` and its gradient for every parameter."""
+    loss = F.cross_entropy(model(x.clone()), target)
+    return loss.detach(), list(torch.autograd.grad(loss, list(model.parameters())))

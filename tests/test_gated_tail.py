@@ -17,7 +17,6 @@ import pickle
 import pytest
 import timm
 import torch
-import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 from torch.testing import assert_close
@@ -27,7 +26,7 @@ from attnzoo.attention.fused import KernelCbam
 from attnzoo.models import build_model
 from attnzoo.surgery import inject, registry
 from attnzoo.surgery.resnet import GatedTailBasicBlock, GatedTailBottleneck
-from kernel_helpers import plain_route
+from kernel_helpers import output_and_grads, plain_route, training_step
 from test_tracing import sweep_model
 
 # BasicBlock and Bottleneck, each with a conv shortcut (resnet18, resnet50) and an avg-pool one (the "d"/"t" stems)
@@ -275,13 +274,6 @@ TRAIN_CASES = {
 BACKWARD_OPS = ("spatial_gate_grad", "channel_gate_grad", "cbam_input_grad")
 
 
-def output_and_grads(run, module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> list[torch.Tensor]:
-    """``run(x)`` and the gradients of ``(run(x) * upstream).sum()`` for ``x`` and ``module``'s parameters."""
-    x = x.clone().requires_grad_()
-    out = run(x)
-    return [out.detach(), *torch.autograd.grad((out * upstream).sum(), [x, *module.parameters()])]
-
-
 # The C++ node (the default: ReLU MLP, sigmoid gates, plain conv and BatchNorm) calls the kernels from C++,
 # so the counting proxy sees one call of it; KernelCbam (any other configuration, forced here) calls each
 # forward kernel and each backward kernel through the proxy once.
@@ -349,14 +341,10 @@ def test_resnet18_cbam_training_step_matches_the_plain_route(counting):
     x, target = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
     assert_attention_matters(kernel_model, x)
 
-    def step(model: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        loss = F.cross_entropy(model(x.clone()), target)
-        return loss.detach(), list(torch.autograd.grad(loss, list(model.parameters())))
-
-    kernel_loss, kernel_grads = step(kernel_model)
+    kernel_loss, kernel_grads = training_step(kernel_model, x, target)
     assert counting.calls["cbam"] == 8  # every block's CBAM trained on the C++ node
     with plain_route():
-        plain_loss, plain_grads = step(plain_model)
+        plain_loss, plain_grads = training_step(plain_model, x, target)
     assert_close(kernel_loss, plain_loss, rtol=1e-5, atol=1e-6)
     # train-mode BatchNorm backward amplifies float32 summation-order differences through eight blocks
     # (to ~1e-5 of a gradient's scale here): equal relative to each gradient's scale
