@@ -163,16 +163,7 @@ def second_order_grads(run, module: nn.Module, x: torch.Tensor, v: torch.Tensor,
     return torch.autograd.grad((grad_x * u).sum(), [x, *module.parameters()])
 
 
-MEAN_GATED_SECOND_ORDER = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="MeanGated (SE's route without the kernels, for float64 and other excitations) silently gives wrong "
-    "second-order gradients instead of refusing: its backward differentiates the excitation at a detached "
-    "copy of the pooled vector and scales by the gate saved from the forward, both constants to autograd",
-)
-
-
-@pytest.mark.parametrize("route", ["kernel_node", pytest.param("mean_gated", marks=MEAN_GATED_SECOND_ORDER)])
+@pytest.mark.parametrize("route", ["kernel_node", "mean_gated"])
 def test_se_double_backward_is_right_or_refused(counting, route):
     """Either torch autograd's second-order gradients or a RuntimeError that says why, never different ones."""
     module = trained_se(16)
@@ -188,4 +179,15 @@ def test_se_double_backward_is_right_or_refused(counting, route):
         assert "differentiab" in str(got), got  # "not twice differentiable", "once_differentiable"
         return
     for ours, torchs in zip(got, reference, strict=True):
+        assert_close(ours, torchs, rtol=1e-4, atol=1e-5)
+
+
+def test_fx_traced_se_gives_torchs_second_order_gradients():
+    """The workaround the refusal names: an FX-traced module computes the plain formulation, which autograd
+    differentiates twice."""
+    module = trained_se(16)
+    x, v, u = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
+    reference = second_order_grads(functools.partial(plain_formulation, module), module, x, v, u)
+    traced = torch.fx.symbolic_trace(module)
+    for ours, torchs in zip(second_order_grads(traced, module, x, v, u), reference, strict=True):
         assert_close(ours, torchs, rtol=1e-4, atol=1e-5)

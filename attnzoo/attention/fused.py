@@ -197,6 +197,11 @@ class MeanGated(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph: the recomputed gate below would be a constant to autograd
+            raise RuntimeError(
+                "attnzoo's SE training route is not twice differentiable (create_graph=True); for double "
+                "backward run torch.fx.symbolic_trace(model), which computes the plain formulation"
+            )
         x, pooled, g, *params = ctx.saved_tensors
         b, channels, h, w = x.shape
         if x.is_contiguous() and grad.is_contiguous():  # per-channel dot products as one batched GEMM

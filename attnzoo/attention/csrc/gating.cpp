@@ -367,8 +367,8 @@ at::Tensor cbam_input_grad(const at::Tensor& grad, const at::Tensor& x, const at
 // rather than return second-order gradients that silently leave those paths out.
 void check_once_differentiable(const char* node) {
   TORCH_CHECK(!at::GradMode::is_enabled(), "attnzoo's ", node,
-              " training node is not twice differentiable (create_graph=True); set ATTNZOO_FUSED_KERNELS=0 "
-              "before importing attnzoo to train on the plain torch route");
+              " training node is not twice differentiable (create_graph=True); for double backward run "
+              "torch.fx.symbolic_trace(model), which computes the plain formulation");
 }
 
 // ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
