@@ -189,8 +189,9 @@ class Cbam(nn.Module):
         return y.mul_(self.spatial.gate_from_maps(maps))
 
     def kernel_arguments(self) -> tuple | None:
-        """The C++ training node's arguments after ``x`` where it computes this module's function (ReLU MLP,
-        sigmoid gates, a plain stride-1 'same' conv and a tracking, affine BatchNorm), else None.
+        """The C++ operators' arguments after ``x`` (training node, gates) where they compute this module's
+        function (ReLU MLP, sigmoid gates, a plain stride-1 'same' conv and a tracking, affine BatchNorm),
+        else None.
 
         Does what the BatchNorm's forward does before its kernel: counts the batch and picks the running
         average's factor, so that the statistics move exactly as on the Python route.
@@ -218,7 +219,13 @@ class Cbam(nn.Module):
         return None if ops is None else self.kernel_gates(ops, x)
 
     def kernel_gates(self, ops, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The channel gate (B, C) and spatial gate (B, 1, H, W) in two passes over ``x``."""
+        """The channel gate (B, C) and spatial gate (B, 1, H, W) in two passes over ``x``: in one C++ call
+        where :meth:`kernel_arguments` allows and the BatchNorm is in eval mode (at batch 1 the small steps'
+        overhead is what CBAM costs)."""
+        arguments = None if self.spatial.conv.bn.training else self.kernel_arguments()
+        if arguments is not None:  # an eval-mode BatchNorm: no batch statistics, no running average to move
+            *weights, _, _, eps, spatial_gain = arguments
+            return ops.cbam_gates(x, *weights, eps, spatial_gain)
         c = self.channel.gate_from_pooled(*ops.channel_stats(x))
         return c, self.spatial.gate_from_maps(ops.gated_channel_stats(x, c))
 

@@ -90,7 +90,7 @@ class SqueezeExcite(ChannelExcitation):
             if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
                 return ops.squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
             return MeanGated.apply(x, self.excite, *self.parameters())
-        g = self.excite(x.mean((2, 3), keepdim=True))
+        g = self.inference_gate(x)
         return x.mul_(g) if may_gate_in_place(self, x) else x * g
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:
@@ -99,7 +99,15 @@ class SqueezeExcite(ChannelExcitation):
         arithmetic, so the block's output stays bit-identical to timm's ``seresnet``."""
         if fusion_kernels(self, x) is None:
             return None
-        return self.excite(x.mean((2, 3), keepdim=True)), None
+        return self.inference_gate(x), None
+
+    def inference_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate (B, C, 1, 1): one C++ call where the kernels take ``x`` and the module is ReLU + sigmoid
+        (the same ATen operators, so the same values), else the excitation step by step."""
+        ops, gain = kernels_for(x), kernel_gain(self.act, self.gate)
+        if ops is not None and gain is not None:
+            return ops.se_gate(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
+        return self.excite(x.mean((2, 3), keepdim=True))
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         """The gate (B, C, 1, 1) from the pooled descriptor (B, C, 1, 1)."""

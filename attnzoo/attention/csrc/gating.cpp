@@ -376,19 +376,36 @@ void check_once_differentiable(const char* node) {
 // SEModule's arithmetic, so the forward equals timm's bit for bit). One node where autograd would record
 // eight, and no Python in backward: at the small maps of a training step the per-node overhead is what the
 // attention costs.
+struct SeGate {
+  at::Tensor pooled, hidden, sig, gate;
+};
+
+SeGate se_gate_parts(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                     const at::Tensor& b2, double gain) {
+  SeGate g;
+  g.pooled = x.mean({2, 3}, /*keepdim=*/true);
+  g.hidden = at::relu(at::conv2d(g.pooled, w1, b1));
+  g.sig = at::sigmoid(at::conv2d(g.hidden, w2, b2));
+  g.gate = gain == 1.0 ? g.sig : g.sig * gain;
+  return g;
+}
+
+// SE's gate (B, C, 1, 1) in one call: at batch 1 the per-operator overhead of the eight small steps is what
+// the attention costs.
+at::Tensor se_gate(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                   const at::Tensor& b2, double gain) {
+  return se_gate_parts(x, w1, b1, w2, b2, gain).gate;
+}
+
 class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1,
                             const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double gain) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    const at::Tensor pooled = x.mean({2, 3}, /*keepdim=*/true);
-    const at::Tensor hidden = at::relu(at::conv2d(pooled, w1, b1));
-    at::Tensor gate = at::sigmoid(at::conv2d(hidden, w2, b2));
-    const at::Tensor sig = gate;
-    if (gain != 1.0) gate = gate * gain;
-    ctx->save_for_backward({x, pooled, hidden, sig, gate, w1, w2});
+    const SeGate g = se_gate_parts(x, w1, b1, w2, b2, gain);
+    ctx->save_for_backward({x, g.pooled, g.hidden, g.sig, g.gate, w1, w2});
     ctx->saved_data["gain"] = gain;
-    return x * gate;
+    return x * g.gate;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -427,6 +444,49 @@ at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::T
 // descriptors stacked; s = spatial_gain * sigmoid(bn(conv(maps))) with maps = [mean_C(x*c), max_C(x*c)];
 // out = x * c * s. The arithmetic of attnzoo's Python route (attnzoo/attention/cbam.py), so the forward
 // equals it; the BatchNorm updates its running statistics once, in forward, through the same ATen kernel.
+struct CbamGates {
+  at::Tensor stacked, hidden, channel_sig, c, maps, conv_out, save_mean, save_invstd, spatial_sig, s;
+};
+
+// Both gates and what backward needs. maps_format: channels_last in training, where it makes oneDNN's
+// backward of the 2-to-1-channel conv several times faster; contiguous in inference, as the Python route.
+CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
+                          const at::Tensor& fc2_w, const at::Tensor& fc2_b, double channel_gain,
+                          const at::Tensor& conv_w, const at::Tensor& bn_w, const at::Tensor& bn_b,
+                          const at::Tensor& running_mean, const at::Tensor& running_var, bool bn_training,
+                          double bn_momentum, double bn_eps, double spatial_gain, at::MemoryFormat maps_format) {
+  CbamGates g;
+  const int64_t batch = x.size(0);
+  auto [mean_c, peak_c] = channel_stats(x);
+  g.stacked = at::cat({mean_c, peak_c});
+  g.hidden = at::relu(at::linear(g.stacked, fc1_w.flatten(1), fc1_b));
+  const at::Tensor logits = at::linear(g.hidden, fc2_w.flatten(1), fc2_b);
+  g.channel_sig = at::sigmoid(logits.slice(0, 0, batch) + logits.slice(0, batch));
+  g.c = channel_gain == 1.0 ? g.channel_sig : g.channel_sig * channel_gain;
+  g.maps = gated_channel_stats(x, g.c).contiguous(maps_format);
+  const int64_t pad = conv_w.size(-1) / 2;
+  g.conv_out = at::conv2d(g.maps, conv_w, {}, 1, pad);
+  at::Tensor normed;
+  std::tie(normed, g.save_mean, g.save_invstd) =
+      at::native_batch_norm(g.conv_out, bn_w, bn_b, running_mean, running_var, bn_training, bn_momentum, bn_eps);
+  g.spatial_sig = at::sigmoid(normed);
+  g.s = spatial_gain == 1.0 ? g.spatial_sig : g.spatial_sig * spatial_gain;
+  return g;
+}
+
+// CBAM's channel gate (B, C) and spatial gate (B, 1, H, W) in one call, the BatchNorm in eval mode (which
+// changes nothing, so the operator is functional): inference, where the gated tail applies both gates.
+std::tuple<at::Tensor, at::Tensor> cbam_gates(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
+                                              const at::Tensor& fc2_w, const at::Tensor& fc2_b, double channel_gain,
+                                              const at::Tensor& conv_w, const at::Tensor& bn_w, const at::Tensor& bn_b,
+                                              const at::Tensor& running_mean, const at::Tensor& running_var,
+                                              double bn_eps, double spatial_gain) {
+  const CbamGates g = cbam_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain, conv_w, bn_w, bn_b, running_mean,
+                                      running_var, /*bn_training=*/false, 0.0, bn_eps, spatial_gain,
+                                      at::MemoryFormat::Contiguous);
+  return {g.c, g.s};
+}
+
 class Cbam : public torch::autograd::Function<Cbam> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& fc1_w,
@@ -435,20 +495,12 @@ class Cbam : public torch::autograd::Function<Cbam> {
                             const at::Tensor& bn_b, const at::Tensor& running_mean, const at::Tensor& running_var,
                             bool bn_training, double bn_momentum, double bn_eps, double spatial_gain) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    const int64_t batch = x.size(0);
-    auto [mean_c, peak_c] = channel_stats(x);
-    const at::Tensor stacked = at::cat({mean_c, peak_c});
-    const at::Tensor hidden = at::relu(at::linear(stacked, fc1_w.flatten(1), fc1_b));
-    const at::Tensor logits = at::linear(hidden, fc2_w.flatten(1), fc2_b);
-    const at::Tensor channel_sig = at::sigmoid(logits.slice(0, 0, batch) + logits.slice(0, batch));
-    const at::Tensor c = channel_gain == 1.0 ? channel_sig : channel_sig * channel_gain;
-    const at::Tensor maps = gated_channel_stats(x, c).contiguous(at::MemoryFormat::ChannelsLast);
-    const int64_t pad = conv_w.size(-1) / 2;
-    const at::Tensor conv_out = at::conv2d(maps, conv_w, {}, 1, pad);
-    auto [normed, save_mean, save_invstd] =
-        at::native_batch_norm(conv_out, bn_w, bn_b, running_mean, running_var, bn_training, bn_momentum, bn_eps);
-    const at::Tensor spatial_sig = at::sigmoid(normed);
-    const at::Tensor s = spatial_gain == 1.0 ? spatial_sig : spatial_sig * spatial_gain;
+    const CbamGates g = cbam_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain, conv_w, bn_w, bn_b, running_mean,
+                                        running_var, bn_training, bn_momentum, bn_eps, spatial_gain,
+                                        at::MemoryFormat::ChannelsLast);
+    const at::Tensor &stacked = g.stacked, &hidden = g.hidden, &channel_sig = g.channel_sig, &c = g.c, &maps = g.maps,
+                     &conv_out = g.conv_out, &save_mean = g.save_mean, &save_invstd = g.save_invstd,
+                     &spatial_sig = g.spatial_sig, &s = g.s;
     ctx->save_for_backward({x, stacked, hidden, channel_sig, c, maps, conv_out, save_mean, save_invstd, spatial_sig, s,
                             fc1_w, fc2_w, conv_w, bn_w, running_mean, running_var});
     ctx->saved_data["channel_gain"] = channel_gain;
@@ -526,6 +578,10 @@ TORCH_LIBRARY(attnzoo_gating, m) {
   m.def("cbam(Tensor x, Tensor fc1_w, Tensor fc1_b, Tensor fc2_w, Tensor fc2_b, float channel_gain, Tensor conv_w, "
         "Tensor bn_w, Tensor bn_b, Tensor(a!) running_mean, Tensor(b!) running_var, bool bn_training, float bn_momentum, "
         "float bn_eps, float spatial_gain) -> Tensor");
+  m.def("se_gate(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, float gain) -> Tensor");
+  m.def("cbam_gates(Tensor x, Tensor fc1_w, Tensor fc1_b, Tensor fc2_w, Tensor fc2_b, float channel_gain, "
+        "Tensor conv_w, Tensor bn_w, Tensor bn_b, Tensor running_mean, Tensor running_var, float bn_eps, "
+        "float spatial_gain) -> (Tensor, Tensor)");
   m.def("spatial_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor peak) -> (Tensor, Tensor)");
   m.def("channel_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
         "Tensor max_share, Tensor channel_peak) -> (Tensor, Tensor)");
@@ -544,6 +600,8 @@ TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
   m.impl("gate_", &gate_);
   m.impl("gate", &gate);
   m.impl("gate_add_relu_", &gate_add_relu_);
+  m.impl("se_gate", &se_gate);
+  m.impl("cbam_gates", &cbam_gates);
   m.impl("spatial_gate_grad", &spatial_gate_grad);
   m.impl("channel_gate_grad", &channel_gate_grad);
   m.impl("cbam_input_grad", &cbam_input_grad);
