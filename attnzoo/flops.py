@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnzoo.attention import get_attention_class, list_attentions
+from attnzoo.attention.kernels import torch_routes
 
 aten = torch.ops.aten
 
@@ -100,7 +101,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> MacCount:
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros((1, *input_size), device=device)
         counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
-        with torch.no_grad(), counter:
+        with torch.no_grad(), torch_routes(), counter:  # the counter cannot see inside fused kernels
             model(x)
     finally:
         model.train(was_training)

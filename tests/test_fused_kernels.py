@@ -379,3 +379,27 @@ def test_kernels_are_built_wherever_they_are_not_disabled():
             f"{DISABLE_VARIABLE}=0 only to test the plain route on a machine without a compiler. "
             f"Build output:\n{build.stdout}{build.stderr}"
         )
+
+
+def test_torch_routes_turns_the_kernels_off_within_its_block_only(counting):
+    model = wake(build_model("resnet18", attention="cbam")).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        with kernels.torch_routes():
+            assert kernels.fused_ops() is None
+            plain = model(x)
+        assert not counting.calls, "an operator ran inside torch_routes()"
+        fused = model(x)
+    assert counting.calls["gate_add_relu_"] == 8
+    assert_close(fused, plain)
+
+
+def test_mac_count_sees_the_gating_the_kernels_fuse():
+    """count_macs runs the torch routes: CBAM's gating multiplies are counted as before the kernels."""
+    from attnzoo.flops import count_macs
+
+    model = build_model("resnet18", attention="cbam").eval()
+    with kernels.torch_routes():
+        expected = count_macs(model, (3, 64, 64))
+    counted = count_macs(model, (3, 64, 64))
+    assert counted.total == expected.total and counted.attention(model) == expected.attention(model) > 0

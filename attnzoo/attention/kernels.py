@@ -18,6 +18,8 @@ computes the same function. Tracers, exporters and compilers never see these ope
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import logging
 import os
@@ -26,6 +28,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -36,6 +39,7 @@ DISABLE_VARIABLE = "ATTNZOO_FUSED_KERNELS"
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
+_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("attnzoo_torch_routes", default=False)
 
 
 def _cpu_signature() -> str:
@@ -85,11 +89,28 @@ def _build() -> Any:
     return torch.ops.attnzoo_gating
 
 
+@contextlib.contextmanager
+def torch_routes() -> Iterator[None]:
+    """Run SE and CBAM on their torch routes (ordinary aten operators) inside this block.
+
+    For code that watches operators as they run, e.g. :func:`attnzoo.flops.count_macs` under
+    ``FlopCounterMode``, which cannot see inside a fused kernel. Values are the same either way.
+    """
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
 def fused_ops() -> Any | None:
-    """``torch.ops.attnzoo_gating`` once built and loaded, or None where the kernels are unavailable.
+    """``torch.ops.attnzoo_gating`` once built and loaded, or None where the kernels are unavailable
+    (or turned off by :func:`torch_routes`).
 
     Builds at most once per process; a failed build warns once, naming the cause, and is not retried.
     """
+    if _disabled.get():
+        return None
     if "ops" not in _state:
         with _lock:
             if "ops" not in _state:
