@@ -368,8 +368,8 @@ except Exception as error:
 def test_kernels_are_built_wherever_they_are_not_disabled():
     """CI has a C++ compiler: a build that fails there must fail the suite, not quietly take the slower
     plain route that every other test here would then skip."""
-    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
-        assert fused_ops() is None, f"{DISABLE_VARIABLE}=0 is set but the kernels were loaded"
+    if not kernels.kernels_wanted():
+        assert fused_ops() is None, f"{DISABLE_VARIABLE} turns the kernels off but they were loaded"
         return
     if fused_ops() is None:  # the build's own error, which the one-line warning shortens, from a fresh process
         build = run_python(BUILD_SCRIPT)
@@ -403,3 +403,57 @@ def test_mac_count_sees_the_gating_the_kernels_fuse():
         expected = count_macs(model, (3, 64, 64))
     counted = count_macs(model, (3, 64, 64))
     assert counted.total == expected.total and counted.attention(model) == expected.attention(model) > 0
+
+
+@pytest.mark.parametrize("value, on", [("false", False), ("OFF", False), ("no", False), ("1", True), ("", True)])
+def test_the_switch_reads_the_usual_spellings(monkeypatch, value, on):
+    monkeypatch.setenv(DISABLE_VARIABLE, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kernels.kernels_wanted() is on
+
+
+def test_an_unknown_switch_value_warns_and_leaves_the_kernels_on(monkeypatch):
+    monkeypatch.setenv(DISABLE_VARIABLE, "garbage")
+    with pytest.warns(RuntimeWarning, match="'garbage' is not 0/1"):
+        assert kernels.kernels_wanted()
+
+
+def test_a_failed_build_names_the_line_that_says_why():
+    """ninja's message starts with the compile command; the missing compiler is further down."""
+    error = RuntimeError("Error building extension 'x': [1/2] c++ -MMD -MF gating.o.d -O3 ...\n"
+                         "/bin/sh: 1: c++: not found\nninja: build stopped: subcommand failed.")
+    assert kernels.failure_reason(error) == "/bin/sh: 1: c++: not found"
+    assert kernels.failure_reason(RuntimeError("gating.cpp:3:1: error: expected ';'")).endswith("expected ';'")
+    assert kernels.failure_reason(ValueError("")) == "ValueError"
+
+
+# hooks on what the eager routes never call: the plain formulation runs, so each fires and sees its input
+SUBMODULE_HOOKS = {"se": ["fc1", "act", "gate"], "cbam": ["channel", "channel.gate", "spatial", "spatial.conv"]}
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name, submodule", [(n, s) for n, subs in SUBMODULE_HOOKS.items() for s in subs])
+def test_hooks_inside_an_attention_fire_with_the_kernels_on(ops, name, submodule, train):
+    model = wake(build_model("resnet18", attention=name)).train(train)
+    attention = model.layer1[0].se
+    calls = []
+    handle = attention.get_submodule(submodule).register_forward_hook(lambda m, i, o: calls.append(o.shape))
+    x = torch.randn(2, 3, 32, 32)
+    try:
+        with torch.set_grad_enabled(train):
+            watched = model(x)
+    finally:
+        handle.remove()
+    assert len(calls) == 1, f"the hook on se.{submodule} fired {len(calls)} times"
+    with torch.set_grad_enabled(train), plain_route():
+        plain = model(x)
+    # train-mode BatchNorm on a batch of 2 amplifies float32 rounding differences between routes
+    assert_close(watched, plain, rtol=1e-4, atol=(1e-4 if train else 1e-6) * plain.abs().max().item())
+
+
+def test_cbam_on_the_plain_route_refuses_double_backward_with_the_workaround():
+    module = randomized_attention("cbam", 17).train()
+    x = torch.randn(2, 17, 7, 7, requires_grad=True)
+    with plain_route(), pytest.raises(RuntimeError, match="not twice differentiable.*symbolic_trace"):
+        torch.autograd.grad(module(x).square().sum(), x, create_graph=True)

@@ -20,6 +20,7 @@ from attnzoo.attention.fused import (
     fusion_kernels,
     may_gate_in_place,
     runs_eagerly,
+    watched,
     spatial_mean,
     weighted_channel_mean,
 )
@@ -34,7 +35,8 @@ class CbamChannel(ChannelExcitation):
     """CBAM's channel gate alone; the bottleneck is exactly C/r, as in the paper's parameter counts."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
+        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
             return self.forward_eager(x)
         return x * self.attention_maps(x)["channel"][:, :, None, None]
 
@@ -99,7 +101,8 @@ class CbamSpatial(nn.Module):
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
+        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
             return self.forward_eager(x)
         return x * self.attention_maps(x)["spatial"]
 
@@ -164,7 +167,8 @@ class Cbam(nn.Module):
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
+        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
             return self.forward_eager(x)
         return self.spatial(self.channel(x))
 

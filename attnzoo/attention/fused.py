@@ -40,6 +40,17 @@ from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_h
 from attnzoo.attention.kernels import kernels_for
 
 
+def refuse_double_backward(attention: str) -> None:
+    """Raise where a backward below runs under ``create_graph=True``: these nodes compute first-order
+    gradients only (saved products are recomputed or overwritten in place), so a second-order gradient
+    through them would be wrong or fail obscurely."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"attnzoo's {attention} training route is not twice differentiable (create_graph=True); for double "
+            "backward run torch.fx.symbolic_trace(model), which computes the plain formulation"
+        )
+
+
 def runs_eagerly(x: torch.Tensor) -> bool:
     """Whether ``x`` flows through an eager forward, where the fast routes of this module may run.
 
@@ -51,19 +62,36 @@ def runs_eagerly(x: torch.Tensor) -> bool:
     return isinstance(x, torch.Tensor) and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
+def watched(module: nn.Module) -> bool:
+    """Whether a forward hook watches ``module`` or one of its submodules, or every module (a global hook).
+
+    The eager routes call no submodule (a C++ node or a kernel computes the gates) and may gate in place, so
+    where a hook watches they step aside for the plain formulation, which calls each submodule and leaves
+    its input alone: feature capture sees what it asked for.
+    """
+    if _global_forward_hooks or _global_forward_pre_hooks:
+        return True
+    stack = [module]
+    while stack:
+        current = stack.pop()
+        if current._forward_hooks or current._forward_pre_hooks:
+            return True
+        stack.extend(current._modules.values())
+    return False
+
+
 def may_gate_in_place(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``module`` may overwrite its input ``x`` with its output (asked on eager routes only).
 
     Needs the surgery's promise (``module.gate_in_place``), no autograd recording (autograd would need
-    ``x``), and no forward hook on the module or global hook, since a hook that keeps the input (e.g. to
-    call ``attention_maps`` on it) must see it unchanged.
+    ``x``), and no hook watching (:func:`watched`), since a hook that keeps the input (e.g. to call
+    ``attention_maps`` on it) must see it unchanged.
     """
     return (
         getattr(module, "gate_in_place", False)
         and not torch.is_grad_enabled()
-        and not (module._forward_hooks or module._forward_pre_hooks)
-        and not (_global_forward_hooks or _global_forward_pre_hooks)
         and not x.requires_grad
+        and not watched(module)
     )
 
 
@@ -112,6 +140,7 @@ class ChannelPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_mean: torch.Tensor, grad_max: torch.Tensor) -> torch.Tensor:
+        refuse_double_backward("CBAM")
         x, peak = ctx.saved_tensors
         h, w = x.shape[2:]
         # The max's gradient is shared among tied positions, as torch.amax's is.
@@ -138,6 +167,7 @@ class ChannelGatedPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_pooled: torch.Tensor | None, _: None) -> tuple[torch.Tensor | None, ...]:
+        refuse_double_backward("CBAM")
         if grad_pooled is None:
             return None, None
         x, c, peak = ctx.saved_tensors
@@ -166,6 +196,7 @@ class SpatialGateProduct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        refuse_double_backward("CBAM")
         x, c, s = ctx.saved_tensors
         grad_x = grad_c = grad_s = None
         if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
@@ -197,11 +228,7 @@ class MeanGated(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        if torch.is_grad_enabled():  # create_graph: the recomputed gate below would be a constant to autograd
-            raise RuntimeError(
-                "attnzoo's SE training route is not twice differentiable (create_graph=True); for double "
-                "backward run torch.fx.symbolic_trace(model), which computes the plain formulation"
-            )
+        refuse_double_backward("SE")  # the recomputed gate below would be a constant to autograd
         x, pooled, g, *params = ctx.saved_tensors
         b, channels, h, w = x.shape
         if x.is_contiguous() and grad.is_contiguous():  # per-channel dot products as one batched GEMM

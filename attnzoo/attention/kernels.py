@@ -60,33 +60,77 @@ def build_name() -> str:
 
 
 def _build() -> Any:
-    logger = logging.getLogger("torch.utils.cpp_extension")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # its import warns that there is no CUDA, which is beside the point here
-    try:
-        from torch.utils import cpp_extension
-    finally:
-        logger.setLevel(level)
+    from torch.utils import cpp_extension
 
+    name = build_name()
+    if not any(Path(build_root()).glob(f"**/{name}/{name}.so")):  # torch nests builds by Python and CUDA version
+        print("attnzoo: compiling the fused CPU kernels (once per machine, about 20 s)", file=sys.stderr)
+    path = os.environ.get("PATH", "")
     try:  # the ninja wheel installs its binary next to the interpreter, which need not be on PATH
         import ninja
 
-        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
     except ImportError:
         pass
-    name = build_name()
-    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
-    if not any(Path(root).glob(f"**/{name}/{name}.so")):  # torch nests builds by Python and CUDA version
-        print("attnzoo: compiling the fused CPU kernels (once per machine, about 20 s)", file=sys.stderr)
-    cpp_extension.load(
-        name=name,
-        sources=[str(SOURCE)],
-        extra_cflags=CFLAGS,
-        extra_ldflags=["-fopenmp"],
-        is_python_module=False,
-        verbose=False,
-    )
+    try:
+        cpp_extension.load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=CFLAGS,
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+            verbose=False,
+        )
+    finally:
+        os.environ["PATH"] = path
     return torch.ops.attnzoo_gating
+
+
+def build_root() -> str:
+    """Where torch caches extension builds (``TORCH_EXTENSIONS_DIR``, else its default)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+
+
+@contextlib.contextmanager
+def _quiet_extension_logger() -> Iterator[None]:
+    """torch's extension builder logs that there is no CUDA and, for an unusable compiler, a banner of
+    several lines; the one-line warning below says what matters."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def failure_reason(error: Exception) -> str:
+    """The line of a build or load failure that says why: the compiler's own error, a missing program or
+    file, else the first line. A failed compile's message starts with ninja's command line, which does not."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for marker in ("error:", "not found", "No such file", "cannot", "Could not"):
+        found = next((line for line in lines if marker in line), None)
+        if found is not None:
+            return found[:300]
+    return lines[0][:300] if lines else type(error).__name__
+
+
+def kernels_wanted() -> bool:
+    """``ATTNZOO_FUSED_KERNELS``: 0/false/off/no turn the kernels off, unset or 1/true/on/yes leave them on;
+    any other value warns and leaves them on."""
+    value = os.environ.get(DISABLE_VARIABLE, "").strip().lower()
+    if value in ("0", "false", "off", "no"):
+        return False
+    if value not in ("", "1", "true", "on", "yes"):
+        warnings.warn(
+            f"attnzoo: {DISABLE_VARIABLE}={value!r} is not 0/1 (or false/true, off/on, no/yes); the fused "
+            "kernels stay on",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return True
 
 
 @contextlib.contextmanager
@@ -119,18 +163,17 @@ def fused_ops() -> Any | None:
 
 
 def _load_or_warn() -> Any | None:
-    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
+    if not kernels_wanted():
         return None
     try:
-        return _build()
+        with _quiet_extension_logger():
+            return _build()
     except Exception as error:  # any build or load failure means: use the plain route
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        # a failed compile's message starts with ninja's command line; the compiler's own error says why
-        reason = next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(error).__name__)
+        cache = os.environ.get("TORCH_EXTENSIONS_DIR") or "~/.cache/torch_extensions"
         warnings.warn(
-            f"attnzoo: fused CPU kernels unavailable ({reason}); SE and CBAM use their plain torch route "
-            f"(same outputs, slower). Install a C++ compiler and ninja, or set {DISABLE_VARIABLE}=0 to "
-            "silence this.",
+            f"attnzoo: fused CPU kernels unavailable ({failure_reason(error)}); SE and CBAM use their plain "
+            f"torch route (same outputs, slower). Install a C++ compiler and ninja, or delete {cache} if a "
+            f"cached build is damaged, or set {DISABLE_VARIABLE}=0 to silence this.",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -12,7 +12,7 @@ from timm.layers import create_act_layer, make_divisible
 from timm.layers.activations import Sigmoid
 from torch import nn
 
-from attnzoo.attention.fused import MeanGated, fusion_kernels, may_gate_in_place, runs_eagerly
+from attnzoo.attention.fused import MeanGated, fusion_kernels, may_gate_in_place, runs_eagerly, watched
 from attnzoo.attention.identity import ScaledSigmoid, gate_for, zero_
 from attnzoo.attention.kernels import kernels_for
 from attnzoo.attention.registry import register_attention
@@ -79,7 +79,8 @@ class SqueezeExcite(ChannelExcitation):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # timm's SEModule's exact arithmetic, so that timm's seresnet* weights give identical logits
-        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
+        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
+        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
             return self.forward_eager(x)
         return x * self.excite(x.mean((2, 3), keepdim=True))
 

@@ -16,7 +16,7 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from attnzoo.attention.fused import runs_eagerly
+from attnzoo.attention.fused import runs_eagerly, watched
 from attnzoo.attention.kernels import fused_ops
 from attnzoo.surgery.registry import SurgeryHook, register_surgery, scale_
 
@@ -26,8 +26,8 @@ def gated_residual_tail(block: nn.Module, x: torch.Tensor, block_input: torch.Te
     attention hands over its gates (``fusable_gates``); None where the block must run its own tail."""
     if block.training or type(act) is not nn.ReLU or not hasattr(block.se, "fusable_gates"):
         return None
-    if _hooked(act) or _hooked(block.drop_path):  # the one pass would skip their hooks (feature capture)
-        return None
+    if watched(act) or (block.drop_path is not None and watched(block.drop_path)):
+        return None  # the one pass would skip their hooks (feature capture)
     gates = block.se.fusable_gates(x)
     if gates is None:
         return None
@@ -37,11 +37,6 @@ def gated_residual_tail(block: nn.Module, x: torch.Tensor, block_input: torch.Te
         x = x.mul_(channel_gate.view(*x.shape[:2], 1, 1))
         return act((x if spatial_gate is None else x.mul_(spatial_gate)).add_(shortcut))
     return fused_ops().gate_add_relu_(x, *gates, shortcut)
-
-
-def _hooked(module: nn.Module | None) -> bool:
-    """Whether a forward hook watches ``module``, which the one-pass tail does not call."""
-    return module is not None and bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 class GatedTailBasicBlock(BasicBlock):
