@@ -63,14 +63,13 @@ def runs_eagerly(x: torch.Tensor) -> bool:
 
 
 def watched(module: nn.Module) -> bool:
-    """Whether a forward hook watches ``module`` or one of its submodules, or every module (a global hook).
+    """Whether a forward hook watches ``module`` or one of its submodules.
 
     The eager routes call no submodule (a C++ node or a kernel computes the gates) and may gate in place, so
     where a hook watches they step aside for the plain formulation, which calls each submodule and leaves
-    its input alone: feature capture sees what it asked for.
+    its input alone: feature capture sees what it asked for. (Global hooks, e.g. the module tracking of
+    ``FlopCounterMode``, see every module that is called; they only stop gating in place.)
     """
-    if _global_forward_hooks or _global_forward_pre_hooks:
-        return True
     stack = [module]
     while stack:
         current = stack.pop()
@@ -84,13 +83,14 @@ def may_gate_in_place(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``module`` may overwrite its input ``x`` with its output (asked on eager routes only).
 
     Needs the surgery's promise (``module.gate_in_place``), no autograd recording (autograd would need
-    ``x``), and no hook watching (:func:`watched`), since a hook that keeps the input (e.g. to call
+    ``x``), and no hook watching it or every module, since a hook that keeps the input (e.g. to call
     ``attention_maps`` on it) must see it unchanged.
     """
     return (
         getattr(module, "gate_in_place", False)
         and not torch.is_grad_enabled()
         and not x.requires_grad
+        and not (_global_forward_hooks or _global_forward_pre_hooks)
         and not watched(module)
     )
 
