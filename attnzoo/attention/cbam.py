@@ -35,13 +35,18 @@ class CbamChannel(ChannelExcitation):
     """CBAM's channel gate alone; the bottleneck is exactly C/r, as in the paper's parameter counts."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
-        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
             return self.forward_eager(x)
+        return self.forward_plain(x)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The paper's arithmetic in ordinary torch operators (what tracers and hooks see)."""
         return x * self.attention_maps(x)["channel"][:, :, None, None]
 
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
+        if watched(self):  # hooks inside: the plain formulation calls each submodule
+            return self.forward_plain(x)
         ops = None if torch.is_grad_enabled() else kernels_for(x)
         if ops is not None:  # one pass for both descriptors, one for the gating
             c = self.gate_from_pooled(*ops.channel_stats(x))
@@ -101,13 +106,18 @@ class CbamSpatial(nn.Module):
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
-        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
             return self.forward_eager(x)
+        return self.forward_plain(x)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The paper's arithmetic in ordinary torch operators (what tracers and hooks see)."""
         return x * self.attention_maps(x)["spatial"]
 
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward``, gating in place where :func:`~attnzoo.attention.fused.may_gate_in_place` allows."""
+        if watched(self):  # hooks inside: the plain formulation calls each submodule
+            return self.forward_plain(x)
         ops = None if torch.is_grad_enabled() else kernels_for(x)
         if ops is not None:  # one pass for both channel maps, one for the gating
             ones, s = self.kernel_gates(ops, x)
@@ -167,14 +177,19 @@ class Cbam(nn.Module):
     gate_in_place = False  # surgery sets it where the input is a temporary (attnzoo.attention.fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
-        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
             return self.forward_eager(x)
+        return self.forward_plain(x)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The paper's arithmetic in ordinary torch operators (what tracers and hooks see)."""
         return self.spatial(self.channel(x))
 
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` by the eager routes (docs/performance.md): training saves only ``x``
         (:mod:`attnzoo.attention.fused`); inference gates in place what it may."""
+        if watched(self):  # hooks inside: the plain formulation calls each submodule
+            return self.forward_plain(x)
         ops = kernels_for(x)
         if ops is not None and torch.is_grad_enabled():
             arguments = self.kernel_arguments()

@@ -79,13 +79,18 @@ class SqueezeExcite(ChannelExcitation):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # timm's SEModule's exact arithmetic, so that timm's seresnet* weights give identical logits
-        # TorchScript compiles only the plain form; hooks inside see it too (fused.watched)
-        if not torch.jit.is_scripting() and runs_eagerly(x) and not watched(self):
+        if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
             return self.forward_eager(x)
+        return self.forward_plain(x)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The paper's arithmetic in ordinary torch operators (what tracers and hooks see)."""
         return x * self.excite(x.mean((2, 3), keepdim=True))
 
     def forward_eager(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
+        if watched(self):  # hooks inside: the plain formulation calls each submodule
+            return self.forward_plain(x)
         if torch.is_grad_enabled():
             ops, gain = kernels_for(x), kernel_gain(self.act, self.gate)
             if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
