@@ -94,9 +94,12 @@ def test_gate_in_place_overwrites_its_input_and_returns_it(ops, shape, spatial):
 def test_every_operator_gives_the_same_bits_at_any_thread_count(ops):
     """Each output element is computed by one task, whatever the split: no thread-count dependence."""
     x, c, s = torch.randn(3, 64, 56, 56), positive_gate(3, 64), positive_gate(3, 1, 56, 56)
+    se, cbam = randomized_attention("se", 64), randomized_attention("cbam", 64)
+    *cbam_weights, _, _, eps, spatial_gain = cbam.kernel_arguments()
 
     def run():
-        return [*ops.channel_stats(x), ops.gated_channel_stats(x, c), ops.gate(x, c, s), ops.gate_(x.clone(), c, s)]
+        return [*ops.channel_stats(x), ops.gated_channel_stats(x, c), ops.gate(x, c, s), ops.gate_(x.clone(), c, s),
+                ops.se_gate(x, *se_arguments(se, 1.0)), *ops.cbam_gates(x, *cbam_weights, eps, spatial_gain)]
 
     single = run()
     torch.set_num_threads(2)  # conftest sets 1 again before the next test
@@ -136,6 +139,73 @@ def test_operators_read_gates_that_are_views(ops):
 def test_operators_refuse_tensors_they_cannot_read(ops, call):
     with pytest.raises(RuntimeError, match="expects|must hold"):
         call(ops)
+
+
+# --- the inference gates in one call: the modules' own gates ---------------------------------------------
+
+
+def se_arguments(se, gain: float) -> tuple:
+    return se.fc1.weight, se.fc1.bias, se.fc2.weight, se.fc2.bias, gain
+
+
+def randomized_cbam(channels: int, kernel_size: int, gate_init: str) -> Cbam:
+    """A CBAM in eval mode whose spatial BatchNorm has non-trivial running statistics and scale too."""
+    cbam = randomized_attention("cbam", channels, rd_ratio=1 / 4, spatial_kernel_size=kernel_size, gate_init=gate_init)
+    bn = cbam.spatial.conv.bn
+    bn.weight.data.fill_(2.0)
+    bn.running_mean.fill_(0.3)
+    bn.running_var.fill_(1.7)
+    return cbam
+
+
+@pytest.mark.parametrize("gate_init, gain", [("half", 1.0), ("identity", 2.0)])
+@pytest.mark.parametrize("shape", [(1, 64, 7, 7), (3, 17, 13, 11), (2, 256, 1, 1)], ids=shape_id)
+def test_se_gate_is_the_excitation_of_the_spatial_mean(ops, shape, gate_init, gain):
+    se = randomized_attention("se", shape[1], gate_init=gate_init)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        expected = se.excite(x.mean((2, 3), keepdim=True))
+        gate = ops.se_gate(x, *se_arguments(se, gain))
+    assert gate.shape == expected.shape
+    assert_close(gate, expected)
+    assert expected.std() > 0.01, "a constant gate: nothing was compared"
+
+
+@pytest.mark.parametrize("kernel_size", [3, 7])
+@pytest.mark.parametrize("gate_init", ["half", "identity"])
+@pytest.mark.parametrize("shape", [(1, 64, 7, 7), (3, 17, 13, 11), (2, 32, 1, 1), (1, 16, 56, 56)], ids=shape_id)
+def test_cbam_gates_are_the_modules_gates(ops, shape, kernel_size, gate_init):
+    cbam = randomized_cbam(shape[1], kernel_size, gate_init)
+    x = torch.randn(shape)
+    arguments = cbam.kernel_arguments()
+    *weights, _, _, eps, spatial_gain = arguments
+    with torch.no_grad():
+        maps = cbam.attention_maps(x)
+        channel, spatial = ops.cbam_gates(x, *weights, eps, spatial_gain)
+    assert_close(channel, maps["channel"])
+    assert_close(spatial, maps["spatial"])
+    assert maps["spatial"].std() > 0.01 or shape[2:] == (1, 1), "a constant gate: nothing was compared"
+
+
+@pytest.mark.parametrize("case", ["nan_first", "nan_last", "plus_inf", "plus_and_minus_inf"])
+def test_inference_gates_propagate_nan_and_inf_as_torch_does(ops, case):
+    x = torch.randn(2, 16, 13, 11)
+    write_special(x[1, 2].view(-1), case)
+    se, cbam = randomized_attention("se", 16, rd_ratio=1 / 4), randomized_cbam(16, 7, "half")
+    *weights, _, _, eps, spatial_gain = cbam.kernel_arguments()
+    with torch.no_grad():
+        assert_close(ops.se_gate(x, *se_arguments(se, 1.0)), se.excite(x.mean((2, 3), keepdim=True)), equal_nan=True)
+        maps = cbam.attention_maps(x)
+        channel, spatial = ops.cbam_gates(x, *weights, eps, spatial_gain)
+    assert_close(channel, maps["channel"], equal_nan=True)
+    assert_close(spatial, maps["spatial"], equal_nan=True)
+    assert not maps["spatial"].isfinite().all(), "the special value did not reach the gates"
+
+
+def test_inference_gates_refuse_weights_that_do_not_fit(ops):
+    se = randomized_attention("se", 16, rd_ratio=1 / 4)
+    with pytest.raises(RuntimeError, match="MLP's weights must be"):
+        ops.se_gate(torch.randn(1, 32, 4, 4), *se_arguments(se, 1.0))
 
 
 # --- NaN and inf: the same values torch gives ---------------------------------------------------------

@@ -86,14 +86,16 @@ def test_gated_tail_gives_timms_logits_and_takes_one_call_per_block(counting, ba
 
 
 @pytest.mark.parametrize("base", ["resnet18", "resnet50"])
-def test_se_tail_is_bit_identical_to_timms_seresnet(counting, base):
+def test_se_tail_gives_timms_seresnet_logits(counting, base):
     model = gated_model(base, "se")
     theirs = timm.create_model(f"se{base}").eval()
     theirs.load_state_dict(model.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64)
     ours = logits(model, x)
-    assert counting.calls["gate_add_relu_"] == len(tail_blocks(model)) > 0
-    assert torch.equal(ours, logits(theirs, x))
+    assert counting.calls["gate_add_relu_"] == counting.calls["se_gate"] == len(tail_blocks(model)) > 0
+    expected = logits(theirs, x)
+    # the kernel sums the pooling and the MLP in another order than ATen: equal to float32 rounding
+    assert_close(ours, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
     assert_attention_matters(model, x)
 
 

@@ -42,7 +42,9 @@ def test_inference_route_matches_reference_and_leaves_its_input_alone(context):
     with context():
         out = cbam(x)
         expected = reference(cbam, x)
-    assert (out - expected).abs().max() < 1e-5
+    # the fused gates sum in another order than ATen; with these weights the MLP's logits reach +-350, so
+    # float32 rounding moves the output by a few 1e-6 of its scale
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
     assert torch.equal(x, before)
 
 

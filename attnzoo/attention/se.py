@@ -78,7 +78,6 @@ class SqueezeExcite(ChannelExcitation):
     default_rd_divisor = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # timm's SEModule's exact arithmetic, so that timm's seresnet* weights give identical logits
         if not torch.jit.is_scripting() and runs_eagerly(x):  # TorchScript compiles only the plain form
             return self.forward_eager(x)
         return self.forward_plain(x)
@@ -101,15 +100,15 @@ class SqueezeExcite(ChannelExcitation):
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:
         """The channel gate for the block holding this module to apply with its residual add and ReLU in
-        one pass (:mod:`attnzoo.surgery.resnet`), or None where this module must gate by itself. timm's
-        arithmetic, so the block's output stays bit-identical to timm's ``seresnet``."""
+        one pass (:mod:`attnzoo.surgery.resnet`), or None where this module must gate by itself."""
         if fusion_kernels(self, x) is None:
             return None
         return self.inference_gate(x), None
 
     def inference_gate(self, x: torch.Tensor) -> torch.Tensor:
         """The gate (B, C, 1, 1): one C++ call where the kernels take ``x`` and the module is ReLU + sigmoid
-        (the same ATen operators, so the same values), else the excitation step by step."""
+        (timm's function; its sums run in another order, so values agree to float rounding), else the
+        excitation step by step."""
         ops, gain = kernels_for(x), kernel_gain(self.act, self.gate)
         if ops is not None and gain is not None:
             return ops.se_gate(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)

@@ -52,53 +52,67 @@ at::Tensor small_operand(const at::Tensor& t, int64_t numel, const char* what) {
 // max that propagates NaN, as torch.amax does
 inline float nan_max(float a, float b) { return (std::isnan(a) || a > b) ? a : b; }
 
-// Per (batch, channel): mean and max over positions, one read of x.
-std::tuple<at::Tensor, at::Tensor> channel_stats(const at::Tensor& x) {
-  check_nchw(x, "channel_stats");
+// Sum and max of one row of n floats, one read: two independent vector accumulators each (explicit: the
+// compiler may not reorder a float sum on its own). The max is skipped where the caller does not want it.
+template <bool kWithMax>
+inline void row_sum_max(const float* row, int64_t n, float& sum_out, float& max_out) {
+  Floats sum0 = {}, sum1 = {}, top0 = negative_infinity(), top1 = negative_infinity();
+  int64_t p = 0;
+  for (; p + 2 * kLanes <= n; p += 2 * kLanes) {
+    const Floats a = load(row + p), b = load(row + p + kLanes);
+    sum0 += a;
+    sum1 += b;
+    if constexpr (kWithMax) {
+      top0 = a > top0 ? a : top0;
+      top1 = b > top1 ? b : top1;
+    }
+  }
+  if (p + kLanes <= n) {
+    const Floats a = load(row + p);
+    sum0 += a;
+    if constexpr (kWithMax) top0 = a > top0 ? a : top0;
+    p += kLanes;
+  }
+  sum0 += sum1;
+  if constexpr (kWithMax) top0 = top1 > top0 ? top1 : top0;
+  float sum = 0.f, top = -std::numeric_limits<float>::infinity();
+  for (; p < n; ++p) {
+    sum += row[p];
+    if constexpr (kWithMax) top = row[p] > top ? row[p] : top;
+  }
+  for (int k = 0; k < kLanes; ++k) {
+    sum += sum0[k];
+    if constexpr (kWithMax) top = top0[k] > top ? top0[k] : top;
+  }
+  if constexpr (kWithMax) {
+    if (std::isnan(sum)) {  // rare: find out whether a NaN (not inf - inf) caused it
+      for (int64_t q = 0; q < n; ++q) top = nan_max(top, row[q]);
+    }
+  }
+  sum_out = sum;
+  max_out = top;
+}
+
+// Per (batch, channel): mean (and max) over positions, one parallel read of x, into (B, C) tensors.
+template <bool kWithMax>
+void plane_stats(const at::Tensor& x, float* mean_out, float* peak_out) {
   const int64_t planes = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
-  auto mean = at::empty({x.size(0), x.size(1)}, x.options());
-  auto peak = at::empty({x.size(0), x.size(1)}, x.options());
   const float* src = x.data_ptr<float>();
-  float* mean_out = mean.data_ptr<float>();
-  float* peak_out = peak.data_ptr<float>();
   at::parallel_for(0, planes, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
-      const float* row = src + plane * hw;
-      // two independent vector accumulators each for sum and max (explicit: the compiler may not reorder
-      // a float sum on its own)
-      Floats sum0 = {}, sum1 = {}, top0 = negative_infinity(), top1 = negative_infinity();
-      int64_t p = 0;
-      for (; p + 2 * kLanes <= hw; p += 2 * kLanes) {
-        const Floats a = load(row + p), b = load(row + p + kLanes);
-        sum0 += a;
-        sum1 += b;
-        top0 = a > top0 ? a : top0;
-        top1 = b > top1 ? b : top1;
-      }
-      if (p + kLanes <= hw) {
-        const Floats a = load(row + p);
-        sum0 += a;
-        top0 = a > top0 ? a : top0;
-        p += kLanes;
-      }
-      sum0 += sum1;
-      top0 = top1 > top0 ? top1 : top0;
-      float sum = 0.f, top = -std::numeric_limits<float>::infinity();
-      for (; p < hw; ++p) {
-        sum += row[p];
-        top = row[p] > top ? row[p] : top;
-      }
-      for (int k = 0; k < kLanes; ++k) {
-        sum += sum0[k];
-        top = top0[k] > top ? top0[k] : top;
-      }
-      if (std::isnan(sum)) {  // rare: find out whether a NaN (not inf - inf) caused it
-        for (int64_t p = 0; p < hw; ++p) top = nan_max(top, row[p]);
-      }
+      float sum, top;
+      row_sum_max<kWithMax>(src + plane * hw, hw, sum, top);
       mean_out[plane] = sum / static_cast<float>(hw);
-      peak_out[plane] = top;
+      if constexpr (kWithMax) peak_out[plane] = top;
     }
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> channel_stats(const at::Tensor& x) {
+  check_nchw(x, "channel_stats");
+  auto mean = at::empty({x.size(0), x.size(1)}, x.options());
+  auto peak = at::empty({x.size(0), x.size(1)}, x.options());
+  plane_stats<true>(x, mean.data_ptr<float>(), peak.data_ptr<float>());
   return {mean, peak};
 }
 
@@ -390,11 +404,72 @@ SeGate se_gate_parts(const at::Tensor& x, const at::Tensor& w1, const at::Tensor
   return g;
 }
 
-// SE's gate (B, C, 1, 1) in one call: at batch 1 the per-operator overhead of the eight small steps is what
-// the attention costs.
+// ---- Inference gates in one call each, in plain loops ----
+// At batch 1 an SE or CBAM gate is a dozen tiny steps between large convolutions, and each ATen operator's
+// first call after a convolution runs cold (its dispatch and TensorIterator code evicted from the caches):
+// about 10 us each, several times the arithmetic. These loops keep the whole gate in a few small kernels,
+// parallel where there is work to share. Same function as the ATen route; sums are taken in another order, so
+// results match it to float rounding (1e-6 relative), not bit for bit.
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  Floats s0 = {}, s1 = {};
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+    s0 += load(a + i) * load(b + i);
+    s1 += load(a + i + kLanes) * load(b + i + kLanes);
+  }
+  s0 += s1;
+  float sum = 0.f;
+  for (; i < n; ++i) sum += a[i] * b[i];
+  for (int k = 0; k < kLanes; ++k) sum += s0[k];
+  return sum;
+}
+
+// out[n, o] = bias[o] + <weight[o, :], in[n, :]>, ReLU'd if asked, for the rows n of in: a 1x1 convolution on
+// pooled (1x1) maps. Parallel over outputs; each weight row is read once from memory and reused for every row.
+void dense(const float* in, int64_t rows, const at::Tensor& weight, const at::Tensor& bias, bool relu, float* out) {
+  const int64_t outputs = weight.size(0), inputs = weight.numel() / outputs;
+  const at::Tensor w = weight.contiguous(), b = bias.contiguous();
+  const float* wp = w.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  at::parallel_for(0, outputs, grain_for(inputs * rows), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t n = 0; n < rows; ++n) {
+        const float v = bp[o] + dot(wp + o * inputs, in + n * inputs, inputs);
+        out[n * outputs + o] = relu ? (v > 0.f || std::isnan(v) ? v : 0.f) : v;
+      }
+    }
+  });
+}
+
+inline float scaled_sigmoid(float z, float gain) { return gain / (1.f + std::exp(-z)); }
+
+void check_excitation(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                      const at::Tensor& b2, const char* name) {
+  check_nchw(x, name);
+  const int64_t channels = x.size(1), reduced = w1.size(0);
+  for (const at::Tensor* t : {&w1, &b1, &w2, &b2}) {
+    TORCH_CHECK(t->scalar_type() == at::kFloat && t->device().is_cpu(), name, ": expects float32 CPU weights");
+  }
+  TORCH_CHECK(w1.numel() == reduced * channels && b1.numel() == reduced && w2.numel() == channels * reduced &&
+                  b2.numel() == channels,
+              name, ": the MLP's weights must be (R, C, 1, 1), (R), (C, R, 1, 1), (C) for C input channels");
+}
+
+// SE's gate (B, C, 1, 1): gain * sigmoid(fc2(relu(fc1(mean(x))))).
 at::Tensor se_gate(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                    const at::Tensor& b2, double gain) {
-  return se_gate_parts(x, w1, b1, w2, b2, gain).gate;
+  check_excitation(x, w1, b1, w2, b2, "se_gate");
+  const int64_t batch = x.size(0), channels = x.size(1);
+  auto pooled = at::empty({batch, channels}, x.options());
+  auto hidden = at::empty({batch, w1.size(0)}, x.options());
+  auto out = at::empty({batch, channels, 1, 1}, x.options());
+  plane_stats<false>(x, pooled.data_ptr<float>(), nullptr);
+  dense(pooled.data_ptr<float>(), batch, w1, b1, /*relu=*/true, hidden.data_ptr<float>());
+  float* g = out.data_ptr<float>();
+  dense(hidden.data_ptr<float>(), batch, w2, b2, /*relu=*/false, g);
+  for (int64_t i = 0; i < batch * channels; ++i) g[i] = scaled_sigmoid(g[i], static_cast<float>(gain));
+  return out;
 }
 
 class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
@@ -448,13 +523,13 @@ struct CbamGates {
   at::Tensor stacked, hidden, channel_sig, c, maps, conv_out, save_mean, save_invstd, spatial_sig, s;
 };
 
-// Both gates and what backward needs. maps_format: channels_last in training, where it makes oneDNN's
-// backward of the 2-to-1-channel conv several times faster; contiguous in inference, as the Python route.
+// Both gates and what backward needs; the maps channels_last, which makes oneDNN's backward of the
+// 2-to-1-channel conv several times faster.
 CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
                           const at::Tensor& fc2_w, const at::Tensor& fc2_b, double channel_gain,
                           const at::Tensor& conv_w, const at::Tensor& bn_w, const at::Tensor& bn_b,
                           const at::Tensor& running_mean, const at::Tensor& running_var, bool bn_training,
-                          double bn_momentum, double bn_eps, double spatial_gain, at::MemoryFormat maps_format) {
+                          double bn_momentum, double bn_eps, double spatial_gain) {
   CbamGates g;
   const int64_t batch = x.size(0);
   auto [mean_c, peak_c] = channel_stats(x);
@@ -463,7 +538,7 @@ CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at
   const at::Tensor logits = at::linear(g.hidden, fc2_w.flatten(1), fc2_b);
   g.channel_sig = at::sigmoid(logits.slice(0, 0, batch) + logits.slice(0, batch));
   g.c = channel_gain == 1.0 ? g.channel_sig : g.channel_sig * channel_gain;
-  g.maps = gated_channel_stats(x, g.c).contiguous(maps_format);
+  g.maps = gated_channel_stats(x, g.c).contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t pad = conv_w.size(-1) / 2;
   g.conv_out = at::conv2d(g.maps, conv_w, {}, 1, pad);
   at::Tensor normed;
@@ -474,17 +549,71 @@ CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at
   return g;
 }
 
+// CBAM's spatial gate in eval mode: s = gain * sigmoid(scale * conv(maps) + shift), the BatchNorm folded into
+// scale and shift; a stride-1 'same' k x k convolution of the two (B, 2, H, W) maps, no bias. Parallel over
+// output rows; each row accumulates its taps along whole rows of input (vectorised over positions).
+at::Tensor spatial_gate_eval(const at::Tensor& maps, const at::Tensor& conv_w, float scale, float shift, float gain) {
+  const int64_t batch = maps.size(0), h = maps.size(2), w = maps.size(3), k = conv_w.size(-1), pad = k / 2;
+  TORCH_CHECK(conv_w.numel() == 2 * k * k && conv_w.size(-2) == k && k % 2 == 1,
+              "cbam_gates: the spatial conv must be one odd k x k filter over two maps");
+  const at::Tensor weights = conv_w.contiguous();
+  const float* wp = weights.data_ptr<float>();
+  const float* src = maps.data_ptr<float>();
+  auto out = at::empty({batch, 1, h, w}, maps.options());
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, batch * h, grain_for(2 * k * k * w), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / h, y = row % h;
+      float* acc = dst + row * w;
+      std::fill(acc, acc + w, 0.f);
+      for (int64_t ci = 0; ci < 2; ++ci) {
+        for (int64_t ky = 0; ky < k; ++ky) {
+          const int64_t yy = y + ky - pad;
+          if (yy < 0 || yy >= h) continue;
+          const float* in = src + ((b * 2 + ci) * h + yy) * w;
+          for (int64_t kx = 0; kx < k; ++kx) {
+            const float tap = wp[(ci * k + ky) * k + kx];
+            const int64_t shift_x = kx - pad, x0 = std::max<int64_t>(0, -shift_x), x1 = std::min(w, w - shift_x);
+#pragma omp simd
+            for (int64_t x = x0; x < x1; ++x) acc[x] += tap * in[x + shift_x];
+          }
+        }
+      }
+      for (int64_t x = 0; x < w; ++x) acc[x] = scaled_sigmoid(acc[x] * scale + shift, gain);
+    }
+  });
+  return out;
+}
+
 // CBAM's channel gate (B, C) and spatial gate (B, 1, H, W) in one call, the BatchNorm in eval mode (which
 // changes nothing, so the operator is functional): inference, where the gated tail applies both gates.
+// Three passes over x (descriptor pools, channel maps of x * c; the caller gates) and the small steps in loops.
 std::tuple<at::Tensor, at::Tensor> cbam_gates(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
                                               const at::Tensor& fc2_w, const at::Tensor& fc2_b, double channel_gain,
                                               const at::Tensor& conv_w, const at::Tensor& bn_w, const at::Tensor& bn_b,
                                               const at::Tensor& running_mean, const at::Tensor& running_var,
                                               double bn_eps, double spatial_gain) {
-  const CbamGates g = cbam_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain, conv_w, bn_w, bn_b, running_mean,
-                                      running_var, /*bn_training=*/false, 0.0, bn_eps, spatial_gain,
-                                      at::MemoryFormat::Contiguous);
-  return {g.c, g.s};
+  check_excitation(x, fc1_w, fc1_b, fc2_w, fc2_b, "cbam_gates");
+  const int64_t batch = x.size(0), channels = x.size(1);
+  auto stacked = at::empty({2 * batch, channels}, x.options());  // [means; maxima], through the MLP together
+  float* descriptors = stacked.data_ptr<float>();
+  plane_stats<true>(x, descriptors, descriptors + batch * channels);
+  auto hidden = at::empty({2 * batch, fc1_w.size(0)}, x.options());
+  auto logits = at::empty({2 * batch, channels}, x.options());
+  dense(descriptors, 2 * batch, fc1_w, fc1_b, /*relu=*/true, hidden.data_ptr<float>());
+  dense(hidden.data_ptr<float>(), 2 * batch, fc2_w, fc2_b, /*relu=*/false, logits.data_ptr<float>());
+  auto c = at::empty({batch, channels}, x.options());
+  const float* z = logits.data_ptr<float>();
+  float* cp = c.data_ptr<float>();
+  for (int64_t i = 0; i < batch * channels; ++i) {
+    cp[i] = scaled_sigmoid(z[i] + z[batch * channels + i], static_cast<float>(channel_gain));
+  }
+  const double invstd = 1.0 / std::sqrt(running_var.item<double>() + bn_eps);
+  const double scale = bn_w.item<double>() * invstd;
+  const double shift = bn_b.item<double>() - running_mean.item<double>() * scale;
+  const at::Tensor maps = gated_channel_stats(x, c);
+  return {c, spatial_gate_eval(maps, conv_w, static_cast<float>(scale), static_cast<float>(shift),
+                               static_cast<float>(spatial_gain))};
 }
 
 class Cbam : public torch::autograd::Function<Cbam> {
@@ -496,8 +625,7 @@ class Cbam : public torch::autograd::Function<Cbam> {
                             bool bn_training, double bn_momentum, double bn_eps, double spatial_gain) {
     at::AutoDispatchBelowADInplaceOrView guard;
     const CbamGates g = cbam_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain, conv_w, bn_w, bn_b, running_mean,
-                                        running_var, bn_training, bn_momentum, bn_eps, spatial_gain,
-                                        at::MemoryFormat::ChannelsLast);
+                                        running_var, bn_training, bn_momentum, bn_eps, spatial_gain);
     const at::Tensor &stacked = g.stacked, &hidden = g.hidden, &channel_sig = g.channel_sig, &c = g.c, &maps = g.maps,
                      &conv_out = g.conv_out, &save_mean = g.save_mean, &save_invstd = g.save_invstd,
                      &spatial_sig = g.spatial_sig, &s = g.s;
