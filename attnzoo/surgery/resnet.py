@@ -39,7 +39,35 @@ def gated_residual_tail(block: nn.Module, x: torch.Tensor, block_input: torch.Te
     return fused_ops().gate_add_relu_(x, *gates, shortcut)
 
 
-class GatedTailBasicBlock(BasicBlock):
+class GatedTail:
+    """The tail timm's ``BasicBlock`` and ``Bottleneck`` share after their last BN (attention, drop path,
+    shortcut add, last activation), with the one-pass gated tail in eager inference (module docstring).
+
+    The last activation is ``act2`` in a BasicBlock and ``act3`` in a Bottleneck (which has an ``act2`` too).
+    TorchScript cannot take a module as an argument, but it decides ``hasattr(self, ...)`` while compiling,
+    so each block compiles the one call it makes.
+    """
+
+    def _tail(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and runs_eagerly(x):
+            tail = gated_residual_tail(self, x, shortcut, self.act3 if hasattr(self, "act3") else self.act2)
+            if tail is not None:
+                return tail
+
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut
+        if hasattr(self, "act3"):
+            return self.act3(x)
+        return self.act2(x)
+
+
+# timm's class first: surgery swaps only blocks whose class is the gated tail's __base__
+class GatedTailBasicBlock(BasicBlock, GatedTail):
     """timm's ``BasicBlock`` with the one-pass gated tail in eager inference (module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,24 +81,10 @@ class GatedTailBasicBlock(BasicBlock):
 
         x = self.conv2(x)
         x = self.bn2(x)
-
-        if not torch.jit.is_scripting() and runs_eagerly(x):
-            tail = gated_residual_tail(self, x, shortcut, self.act2)
-            if tail is not None:
-                return tail
-
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut
-        x = self.act2(x)
-        return x
+        return self._tail(x, shortcut)
 
 
-class GatedTailBottleneck(Bottleneck):
+class GatedTailBottleneck(Bottleneck, GatedTail):
     """timm's ``Bottleneck`` with the one-pass gated tail in eager inference (module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,21 +102,7 @@ class GatedTailBottleneck(Bottleneck):
 
         x = self.conv3(x)
         x = self.bn3(x)
-
-        if not torch.jit.is_scripting() and runs_eagerly(x):
-            tail = gated_residual_tail(self, x, shortcut, self.act3)
-            if tail is not None:
-                return tail
-
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut
-        x = self.act3(x)
-        return x
+        return self._tail(x, shortcut)
 
 
 def _last_bn_hook(bn_name: str, gated_tail: type[nn.Module]) -> SurgeryHook:
