@@ -50,9 +50,9 @@ class CbamChannel(ChannelExcitation):
         ops = None if torch.is_grad_enabled() else kernels_for(x)
         if ops is not None:  # one pass for both descriptors, one for the gating
             c = self.gate_from_pooled(*ops.channel_stats(x))
-            return ops.gate_(x, c, None) if may_gate_in_place(self, x) else ops.gate(x, c, None)
+            return ops.gate_(x, c, None) if may_gate_in_place(self, x, known_unwatched=True) else ops.gate(x, c, None)
         g = self.gate_of(x)[:, :, None, None]
-        return x.mul_(g) if may_gate_in_place(self, x) else x * g
+        return x.mul_(g) if may_gate_in_place(self, x, known_unwatched=True) else x * g
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:
         """The gate for the holding block's one-pass tail (see :meth:`SqueezeExcite.fusable_gates`)."""
@@ -121,9 +121,9 @@ class CbamSpatial(nn.Module):
         ops = None if torch.is_grad_enabled() else kernels_for(x)
         if ops is not None:  # one pass for both channel maps, one for the gating
             ones, s = self.kernel_gates(ops, x)
-            return ops.gate_(x, ones, s) if may_gate_in_place(self, x) else ops.gate(x, ones, s)
+            return ops.gate_(x, ones, s) if may_gate_in_place(self, x, known_unwatched=True) else ops.gate(x, ones, s)
         g = self.attention_maps(x)["spatial"]
-        return x.mul_(g) if may_gate_in_place(self, x) else x * g
+        return x.mul_(g) if may_gate_in_place(self, x, known_unwatched=True) else x * g
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The gates for the holding block's one-pass tail (see :meth:`SqueezeExcite.fusable_gates`)."""
@@ -198,12 +198,12 @@ class Cbam(nn.Module):
             return KernelCbam.apply(x, self.channel.gate_from_pooled, self.spatial.gate_from_maps, ops, *self.parameters())
         if ops is not None:  # three passes over x in all: both descriptor pools, both channel maps, the gating
             c, s = self.kernel_gates(ops, x)
-            return ops.gate_(x, c, s) if may_gate_in_place(self, x) else ops.gate(x, c, s)
+            return ops.gate_(x, c, s) if may_gate_in_place(self, x, known_unwatched=True) else ops.gate(x, c, s)
         c = self.channel.gate_of(x)[:, :, None, None]
         if torch.is_grad_enabled():
             return channel_then_spatial_gate(x, c, self.spatial.gate_from_maps)
         mean = weighted_channel_mean(x, c)
-        y = x.mul_(c) if may_gate_in_place(self, x) else x * c
+        y = x.mul_(c) if may_gate_in_place(self, x, known_unwatched=True) else x * c
         maps = torch.cat((mean, y.amax(dim=1, keepdim=True)), dim=1)
         return y.mul_(self.spatial.gate_from_maps(maps))
 

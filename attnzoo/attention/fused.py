@@ -79,27 +79,29 @@ def watched(module: nn.Module) -> bool:
     return False
 
 
-def may_gate_in_place(module: nn.Module, x: torch.Tensor) -> bool:
+def may_gate_in_place(module: nn.Module, x: torch.Tensor, *, known_unwatched: bool = False) -> bool:
     """Whether ``module`` may overwrite its input ``x`` with its output (asked on eager routes only).
 
     Needs the surgery's promise (``module.gate_in_place``), no autograd recording (autograd would need
     ``x``), and no hook watching it or every module, since a hook that keeps the input (e.g. to call
-    ``attention_maps`` on it) must see it unchanged.
+    ``attention_maps`` on it) must see it unchanged. ``known_unwatched``: the caller has just found
+    :func:`watched` false for ``module`` in the same forward, so its tree is not walked a second time.
     """
     return (
         getattr(module, "gate_in_place", False)
         and not torch.is_grad_enabled()
         and not x.requires_grad
         and not (_global_forward_hooks or _global_forward_pre_hooks)
-        and not watched(module)
+        and (known_unwatched or not watched(module))
     )
 
 
 def fusion_kernels(module: nn.Module, x: torch.Tensor) -> Any | None:
     """The fused kernels if ``module``'s gates may be handed to the block that holds it, to be applied with
     the block's residual add and ReLU in one pass (the attention's ``fusable_gates``): no gradient
-    recorded, the surgery's in-place promise, no hook watching, and a tensor the kernels take."""
-    if torch.is_grad_enabled() or not may_gate_in_place(module, x):
+    recorded, the surgery's in-place promise, no hook watching (:func:`may_gate_in_place`), and a tensor
+    the kernels take."""
+    if not may_gate_in_place(module, x):
         return None
     return kernels_for(x)
 

@@ -7,6 +7,8 @@ load strictly into attnzoo's ``resnet*_se``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from timm.layers import create_act_layer, make_divisible
 from timm.layers.activations import Sigmoid
@@ -95,21 +97,21 @@ class SqueezeExcite(ChannelExcitation):
             if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
                 return ops.squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
             return MeanGated.apply(x, self.excite, *self.parameters())
-        g = self.inference_gate(x)
-        return x.mul_(g) if may_gate_in_place(self, x) else x * g
+        g = self.inference_gate(kernels_for(x), x)
+        return x.mul_(g) if may_gate_in_place(self, x, known_unwatched=True) else x * g
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:
         """The channel gate for the block holding this module to apply with its residual add and ReLU in
         one pass (:mod:`attnzoo.surgery.resnet`), or None where this module must gate by itself."""
-        if fusion_kernels(self, x) is None:
-            return None
-        return self.inference_gate(x), None
+        ops = fusion_kernels(self, x)
+        return None if ops is None else (self.inference_gate(ops, x), None)
 
-    def inference_gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The gate (B, C, 1, 1): one C++ call where the kernels take ``x`` and the module is ReLU + sigmoid
-        (timm's function; its sums run in another order, so values agree to float rounding), else the
-        excitation step by step."""
-        ops, gain = kernels_for(x), kernel_gain(self.act, self.gate)
+    def inference_gate(self, ops: Any | None, x: torch.Tensor) -> torch.Tensor:
+        """The gate (B, C, 1, 1): one C++ call where the kernels take ``x`` (``ops``, what
+        :func:`~attnzoo.attention.kernels.kernels_for` gave for it) and the module is ReLU + sigmoid (timm's
+        function; its sums run in another order, so values agree to float rounding), else the excitation
+        step by step."""
+        gain = kernel_gain(self.act, self.gate)
         if ops is not None and gain is not None:
             return ops.se_gate(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
         return self.excite(x.mean((2, 3), keepdim=True))
