@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.testing import assert_close
 
+from attention_helpers import assert_attention_matters, wake
 from attnzoo.attention import kernels
+from attnzoo.models import build_model
 
 
 class CountingOps:
@@ -60,3 +64,27 @@ def training_step(
     """The cross-entropy loss of ``model`` on ``(x, target)`` and its gradient for every parameter."""
     loss = F.cross_entropy(model(x.clone()), target)
     return loss.detach(), list(torch.autograd.grad(loss, list(model.parameters())))
+
+
+def assert_resnet18_training_step_matches_the_plain_route(
+    counting: CountingOps, attention: str, node: str, loss_tolerance: dict[str, float]
+) -> None:
+    """One training step of ``resnet18`` with ``attention`` by surgery (BatchNorms woken, train mode) runs
+    ``node``, the attention's C++ autograd node, in each of its 8 blocks, and gives the loss (within
+    ``loss_tolerance``, ``assert_close``'s ``rtol``/``atol``) and every parameter's gradient of the same
+    step on the plain route."""
+    torch.manual_seed(0)
+    kernel_model = wake(build_model("resnet18", attention=attention, num_classes=10)).train()
+    plain_model = copy.deepcopy(kernel_model)
+    x, target = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
+    assert_attention_matters(kernel_model, x)
+
+    kernel_loss, kernel_grads = training_step(kernel_model, x, target)
+    assert counting.calls[node] == 8  # every block's attention trained on the node
+    with plain_route():
+        plain_loss, plain_grads = training_step(plain_model, x, target)
+    assert_close(kernel_loss, plain_loss, **loss_tolerance)
+    # train-mode BatchNorm backward amplifies float32 summation-order differences through eight blocks
+    # (to ~1e-5 of a gradient's scale here): equal relative to each gradient's scale
+    for ours, theirs in zip(kernel_grads, plain_grads, strict=True):
+        assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())

@@ -228,25 +228,38 @@ def write_special(line: torch.Tensor, case: str) -> None:
         line[index] = value
 
 
-@pytest.mark.parametrize("case", SPECIAL_VALUES)
-def test_channel_stats_propagate_nan_and_inf_as_torch_does(ops, case):
-    x = torch.randn(2, 3, 13, 11)  # 143 positions: 8 vector blocks of 16, a remainder of 15
-    write_special(x[1, 2].view(-1), case)
-    mean, peak = ops.channel_stats(x)
-    assert_close(mean, x.mean((2, 3)), equal_nan=True)
-    assert_close(peak, x.amax((2, 3)), rtol=0, atol=0, equal_nan=True)
-    assert not peak[1, 2].isfinite()  # the case reached the max, as intended
+def channel_stats_and_torchs(ops, x: torch.Tensor) -> tuple[tuple, tuple]:
+    """``channel_stats(x)`` and torch's definition, each as (mean, max)."""
+    return ops.channel_stats(x), (x.mean((2, 3)), x.amax((2, 3)))
 
 
-@pytest.mark.parametrize("case", SPECIAL_VALUES)
-def test_gated_channel_stats_propagate_nan_and_inf_as_torch_does(ops, case):
-    x, c = torch.randn(2, 17, 13, 11), positive_gate(2, 17)  # 17 channels: 4 blocks of 4, a remainder of 1
-    write_special(x[1, :, 4, 5], case)
+def gated_channel_stats_and_torchs(ops, x: torch.Tensor) -> tuple[tuple, tuple]:
+    """``gated_channel_stats(x, c)`` for a sigmoid-like gate ``c`` and torch's definition, each as (mean, max)."""
+    c = positive_gate(*x.shape[:2])
     y = x * c[:, :, None, None]
-    out = ops.gated_channel_stats(x, c)
-    assert_close(out[:, :1], y.mean(1, keepdim=True), equal_nan=True)
-    assert_close(out[:, 1:], y.amax(1, keepdim=True), rtol=0, atol=0, equal_nan=True)
-    assert not out[1, 1, 4, 5].isfinite()
+    return ops.gated_channel_stats(x, c).split(1, 1), (y.mean(1, keepdim=True), y.amax(1, keepdim=True))
+
+
+# operator -> (its (mean, max) and torch's, input shape, the line of x that takes the special values, the
+# index of that line's max in the operator's max)
+POOLING_OPERATORS = {
+    # one plane of 143 positions: 8 vector blocks of 16, a remainder of 15
+    "channel_stats": (channel_stats_and_torchs, (2, 3, 13, 11), lambda x: x[1, 2].view(-1), (1, 2)),
+    # one position's 17 channels: 4 blocks of 4, a remainder of 1
+    "gated_channel_stats": (gated_channel_stats_and_torchs, (2, 17, 13, 11), lambda x: x[1, :, 4, 5], (1, 0, 4, 5)),
+}
+
+
+@pytest.mark.parametrize("case", SPECIAL_VALUES)
+@pytest.mark.parametrize("operator", POOLING_OPERATORS)
+def test_pooling_operators_propagate_nan_and_inf_as_torch_does(ops, operator, case):
+    run, shape, line, peak_at = POOLING_OPERATORS[operator]
+    x = torch.randn(shape)
+    write_special(line(x), case)
+    (mean, peak), (torchs_mean, torchs_peak) = run(ops, x)
+    assert_close(mean, torchs_mean, equal_nan=True)
+    assert_close(peak, torchs_peak, rtol=0, atol=0, equal_nan=True)
+    assert not peak[peak_at].isfinite()  # the case reached the max, as intended
 
 
 def test_gated_channel_stats_of_inf_times_a_zero_gate_are_nan_as_in_torch(ops):

@@ -26,7 +26,7 @@ from attnzoo.attention.fused import KernelCbam
 from attnzoo.models import build_model
 from attnzoo.surgery import inject, registry
 from attnzoo.surgery.resnet import GatedTailBasicBlock, GatedTailBottleneck
-from kernel_helpers import output_and_grads, plain_route, training_step
+from kernel_helpers import assert_resnet18_training_step_matches_the_plain_route, output_and_grads, plain_route
 from test_tracing import sweep_model
 
 # BasicBlock and Bottleneck, each with a conv shortcut (resnet18, resnet50) and an avg-pool one (the "d"/"t" stems)
@@ -337,21 +337,9 @@ def test_cbam_on_the_kernels_refuses_double_backward(ops, route):
 
 
 def test_resnet18_cbam_training_step_matches_the_plain_route(counting):
-    torch.manual_seed(0)
-    kernel_model = wake(build_model("resnet18", attention="cbam", num_classes=10)).train()
-    plain_model = copy.deepcopy(kernel_model)
-    x, target = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
-    assert_attention_matters(kernel_model, x)
-
-    kernel_loss, kernel_grads = training_step(kernel_model, x, target)
-    assert counting.calls["cbam"] == 8  # every block's CBAM trained on the C++ node
-    with plain_route():
-        plain_loss, plain_grads = training_step(plain_model, x, target)
-    assert_close(kernel_loss, plain_loss, rtol=1e-5, atol=1e-6)
-    # train-mode BatchNorm backward amplifies float32 summation-order differences through eight blocks
-    # (to ~1e-5 of a gradient's scale here): equal relative to each gradient's scale
-    for ours, theirs in zip(kernel_grads, plain_grads, strict=True):
-        assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+    assert_resnet18_training_step_matches_the_plain_route(
+        counting, "cbam", node="cbam", loss_tolerance=dict(rtol=1e-5, atol=1e-6)
+    )
 
 
 # --- 5. the tracing tests compare traced graphs with the gated tail ------------------------------------------------------

@@ -11,7 +11,6 @@ C++ node refuses double backward; MeanGated's silent second-order error is marke
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 
 import pytest
@@ -20,11 +19,10 @@ from timm.layers import SEModule
 from torch import nn
 from torch.testing import assert_close
 
-from attention_helpers import assert_attention_matters, randomized_attention, wake
+from attention_helpers import randomized_attention
 from attnzoo.attention.fused import MeanGated
 from attnzoo.attention.identity import GATE_INITS
-from attnzoo.models import build_model
-from kernel_helpers import output_and_grads, plain_route, training_step
+from kernel_helpers import assert_resnet18_training_step_matches_the_plain_route, output_and_grads, plain_route
 from test_fused_kernels import shape_id
 
 SHAPES = [(b, c, h, w) for b in (1, 3) for c in (16, 64, 256) for h, w in ((1, 1), (7, 7), (13, 11))]
@@ -112,21 +110,10 @@ def test_node_gives_the_plain_gradients_of_what_requires_grad(counting, frozen):
 
 
 def test_resnet18_se_training_step_matches_the_plain_route(counting):
-    torch.manual_seed(0)
-    kernel_model = wake(build_model("resnet18", attention="se", num_classes=10)).train()
-    plain_model = copy.deepcopy(kernel_model)
-    x, target = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
-    assert_attention_matters(kernel_model, x)
-
-    kernel_loss, kernel_grads = training_step(kernel_model, x, target)
-    assert counting.calls["squeeze_excite"] == 8  # every block's SE trained on the node
-    with plain_route():
-        plain_loss, plain_grads = training_step(plain_model, x, target)
-    assert torch.equal(kernel_loss, plain_loss)  # the node's forward is timm's arithmetic, bit for bit
-    # train-mode BatchNorm backward amplifies float32 summation-order differences through eight blocks:
-    # equal relative to each gradient's scale
-    for ours, theirs in zip(kernel_grads, plain_grads, strict=True):
-        assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+    # the node's forward is timm's arithmetic: the loss is equal bit for bit
+    assert_resnet18_training_step_matches_the_plain_route(
+        counting, "se", node="squeeze_excite", loss_tolerance=dict(rtol=0, atol=0)
+    )
 
 
 # --- other excitations and float64: MeanGated ----------------------------------------------------------
