@@ -29,9 +29,11 @@ def test_training_route_matches_reference_in_forward_and_gradients_fp32(train):
     params = list(cbam.parameters())
     fast = cbam(x)
     expected = reference(cbam, x)
-    assert (fast - expected).abs().max() < 1e-5
+    # the fused channel gate sums in another order than ATen; see the inference test below
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    # gradients through logits of +-350 magnify the forward's rounding: SE's training tests' tolerance
     for a, b in zip(torch.autograd.grad(fast, [x, *params], grad), torch.autograd.grad(expected, [x, *params], grad)):
-        assert (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max())
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, b.abs().max().item()))
 
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])

@@ -1,8 +1,9 @@
-"""SE's training route (one autograd node) computes exactly the reference form and its gradients."""
+"""SE's training route (one autograd node) computes the reference form and its gradients."""
 
 import pytest
 import torch
 from timm.layers import SEModule
+from torch.testing import assert_close
 
 from attnzoo.attention import create_attention
 
@@ -32,7 +33,7 @@ def test_forward_and_gradients_match_timms_semodule_fp32(layout):
     x = torch.randn(4, 256, 28, 28).contiguous(memory_format=layout).requires_grad_()
     grad = torch.randn(4, 256, 28, 28)
     out, expected = ours(x), theirs(x)
-    assert torch.equal(out, expected)  # the same arithmetic as timm's forward, bit for bit
+    assert_close(out, expected)  # timm's function; the fused gate sums in another order
     for a, b in zip(torch.autograd.grad(out, [x, *ours.parameters()], grad),
                     torch.autograd.grad(expected, [x, *theirs.parameters()], grad)):
         assert (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max())

@@ -385,31 +385,12 @@ void check_once_differentiable(const char* node) {
               "torch.fx.symbolic_trace(model), which computes the plain formulation");
 }
 
-// ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
-// gate = gain * sigmoid(fc2(relu(fc1(mean(x))))), out = x * gate, with fc1/fc2 1x1 convolutions (timm's
-// SEModule's arithmetic, so the forward equals timm's bit for bit). One node where autograd would record
-// eight, and no Python in backward: at the small maps of a training step the per-node overhead is what the
-// attention costs.
-struct SeGate {
-  at::Tensor pooled, hidden, sig, gate;
-};
-
-SeGate se_gate_parts(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                     const at::Tensor& b2, double gain) {
-  SeGate g;
-  g.pooled = x.mean({2, 3}, /*keepdim=*/true);
-  g.hidden = at::relu(at::conv2d(g.pooled, w1, b1));
-  g.sig = at::sigmoid(at::conv2d(g.hidden, w2, b2));
-  g.gate = gain == 1.0 ? g.sig : g.sig * gain;
-  return g;
-}
-
-// ---- Inference gates in one call each, in plain loops ----
-// At batch 1 an SE or CBAM gate is a dozen tiny steps between large convolutions, and each ATen operator's
-// first call after a convolution runs cold (its dispatch and TensorIterator code evicted from the caches):
-// about 10 us each, several times the arithmetic. These loops keep the whole gate in a few small kernels,
-// parallel where there is work to share. Same function as the ATen route; sums are taken in another order, so
-// results match it to float rounding (1e-6 relative), not bit for bit.
+// ---- Gates in plain loops ----
+// At batch 1, or at the small maps of a training step, an SE or CBAM gate is a dozen tiny steps between large
+// convolutions, and each ATen operator's first call after a convolution runs cold (its dispatch and
+// TensorIterator code evicted from the caches): about 10 us each, several times the arithmetic. These loops
+// keep a whole gate in a few small kernels, parallel where there is work to share. Same function as the ATen
+// route; sums are taken in another order, so results match it to float rounding (1e-6 relative), not bit for bit.
 
 inline float dot(const float* a, const float* b, int64_t n) {
   Floats s0 = {}, s1 = {};
@@ -442,7 +423,7 @@ void dense(const float* in, int64_t rows, const at::Tensor& weight, const at::Te
   });
 }
 
-inline float scaled_sigmoid(float z, float gain) { return gain / (1.f + std::exp(-z)); }
+inline float sigmoid(float z) { return 1.f / (1.f + std::exp(-z)); }
 
 void check_excitation(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                       const at::Tensor& b2, const char* name) {
@@ -456,19 +437,69 @@ void check_excitation(const at::Tensor& x, const at::Tensor& w1, const at::Tenso
               name, ": the MLP's weights must be (R, C, 1, 1), (R), (C, R, 1, 1), (C) for C input channels");
 }
 
-// SE's gate (B, C, 1, 1): gain * sigmoid(fc2(relu(fc1(mean(x))))).
+// SE's gate = gain * sigmoid(fc2(relu(fc1(mean(x))))) as timm's SEModule computes it, and what backward needs.
+struct SeGate {
+  at::Tensor pooled, hidden, sig, gate;  // (B, C), (B, R), (B, C), (B, C, 1, 1)
+};
+
+SeGate se_gate_parts(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                     const at::Tensor& b2, double gain) {
+  check_excitation(x, w1, b1, w2, b2, "squeeze-excitation");
+  const int64_t batch = x.size(0), channels = x.size(1);
+  SeGate g;
+  g.pooled = at::empty({batch, channels}, x.options());
+  g.hidden = at::empty({batch, w1.size(0)}, x.options());
+  g.sig = at::empty({batch, channels}, x.options());
+  g.gate = at::empty({batch, channels, 1, 1}, x.options());
+  plane_stats<false>(x, g.pooled.data_ptr<float>(), nullptr);
+  dense(g.pooled.data_ptr<float>(), batch, w1, b1, /*relu=*/true, g.hidden.data_ptr<float>());
+  float* sig = g.sig.data_ptr<float>();
+  dense(g.hidden.data_ptr<float>(), batch, w2, b2, /*relu=*/false, sig);
+  float* gate = g.gate.data_ptr<float>();
+  for (int64_t i = 0; i < batch * channels; ++i) {
+    sig[i] = sigmoid(sig[i]);
+    gate[i] = static_cast<float>(gain) * sig[i];
+  }
+  return g;
+}
+
 at::Tensor se_gate(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                    const at::Tensor& b2, double gain) {
-  check_excitation(x, w1, b1, w2, b2, "se_gate");
-  const int64_t batch = x.size(0), channels = x.size(1);
-  auto pooled = at::empty({batch, channels}, x.options());
-  auto hidden = at::empty({batch, w1.size(0)}, x.options());
-  auto out = at::empty({batch, channels, 1, 1}, x.options());
-  plane_stats<false>(x, pooled.data_ptr<float>(), nullptr);
-  dense(pooled.data_ptr<float>(), batch, w1, b1, /*relu=*/true, hidden.data_ptr<float>());
-  float* g = out.data_ptr<float>();
-  dense(hidden.data_ptr<float>(), batch, w2, b2, /*relu=*/false, g);
-  for (int64_t i = 0; i < batch * channels; ++i) g[i] = scaled_sigmoid(g[i], static_cast<float>(gain));
+  return se_gate_parts(x, w1, b1, w2, b2, gain).gate;
+}
+
+// ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
+// One node where autograd would record eight, and no Python in backward: at the small maps of a training step
+// the per-node overhead is what the attention costs. Forward and the two passes over the feature map in
+// backward (the gate's gradient, the input's) are loops; the MLP's small backward is ATen's.
+
+// Per (batch, channel) plane: <grad, x>, the gradient of a channel gate that multiplied x.
+at::Tensor plane_dots(const at::Tensor& grad, const at::Tensor& x) {
+  const int64_t planes = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
+  auto out = at::empty({x.size(0), x.size(1)}, x.options());
+  const float *g = grad.data_ptr<float>(), *src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, planes, grain_for(2 * hw), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) dst[plane] = dot(g + plane * hw, src + plane * hw, hw);
+  });
+  return out;
+}
+
+// grad * gate[b, c] + offset[b, c]: the input gradient of x * gate where the gate's own input was x's mean.
+at::Tensor gated_grad_plus(const at::Tensor& grad, const at::Tensor& gate, const at::Tensor& offset) {
+  const int64_t planes = grad.size(0) * grad.size(1), hw = grad.size(2) * grad.size(3);
+  auto out = at::empty_like(grad);
+  const float *g = grad.data_ptr<float>(), *w = gate.data_ptr<float>(), *o = offset.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, planes, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float scale = w[plane], shift = o[plane];
+      const float* row = g + plane * hw;
+      float* orow = dst + plane * hw;
+#pragma omp simd
+      for (int64_t p = 0; p < hw; ++p) orow[p] = row[p] * scale + shift;
+    }
+  });
   return out;
 }
 
@@ -480,7 +511,7 @@ class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
     const SeGate g = se_gate_parts(x, w1, b1, w2, b2, gain);
     ctx->save_for_backward({x, g.pooled, g.hidden, g.sig, g.gate, w1, w2});
     ctx->saved_data["gain"] = gain;
-    return x * g.gate;
+    return gate(x, g.gate, c10::nullopt);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -491,20 +522,15 @@ class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
     check_once_differentiable("SE");
     const double gain = ctx->saved_data["gain"].toDouble();
     const at::Tensor grad = grads[0].contiguous();
-    const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
-    const int64_t reduced = w1.size(0);
-    // per-channel dot products <grad, x> as one batched GEMM
-    const at::Tensor grad_gate =
-        at::bmm(grad.view({batch * channels, 1, hw}), x.contiguous().view({batch * channels, hw, 1})).view({batch, channels});
-    const at::Tensor grad_z2 = grad_gate * sig.view({batch, channels}) * (1 - sig.view({batch, channels})) * gain;
-    const at::Tensor h = hidden.view({batch, reduced});
-    const at::Tensor grad_w2 = at::mm(grad_z2.t(), h).view_as(w2);
+    const int64_t channels = x.size(1), hw = x.size(2) * x.size(3), reduced = w1.size(0);
+    const at::Tensor grad_z2 = plane_dots(grad, x) * sig * (1 - sig) * gain;
+    const at::Tensor grad_w2 = at::mm(grad_z2.t(), hidden).view_as(w2);
     const at::Tensor grad_b2 = grad_z2.sum(0);
-    const at::Tensor grad_z1 = at::mm(grad_z2, w2.view({channels, reduced})) * (h > 0);
-    const at::Tensor grad_w1 = at::mm(grad_z1.t(), pooled.view({batch, channels})).view_as(w1);
+    const at::Tensor grad_z1 = at::mm(grad_z2, w2.view({channels, reduced})) * (hidden > 0);
+    const at::Tensor grad_w1 = at::mm(grad_z1.t(), pooled).view_as(w1);
     const at::Tensor grad_b1 = grad_z1.sum(0);
     const at::Tensor grad_pooled = at::mm(grad_z1, w1.view({reduced, channels})).div_(static_cast<double>(hw));
-    const at::Tensor grad_x = at::addcmul(grad_pooled.view({batch, channels, 1, 1}), grad, gate);
+    const at::Tensor grad_x = gated_grad_plus(grad, gate, grad_pooled);
     return {grad_x, grad_w1, grad_b1, grad_w2, grad_b2, at::Tensor()};
   }
 };
@@ -514,11 +540,41 @@ at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::T
   return SqueezeExcite::apply(x, w1, b1, w2, b2, gain);
 }
 
+// CBAM's channel gate c = gain * sigmoid(mlp(mean) + mlp(max)) over positions, the two descriptors stacked as
+// (2B, C) through the MLP together; with what backward needs.
+struct ChannelGate {
+  at::Tensor stacked, hidden, sig, gate;  // (2B, C), (2B, R), (B, C), (B, C)
+};
+
+ChannelGate channel_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
+                               const at::Tensor& fc2_w, const at::Tensor& fc2_b, double gain) {
+  check_excitation(x, fc1_w, fc1_b, fc2_w, fc2_b, "CBAM");
+  const int64_t batch = x.size(0), channels = x.size(1);
+  ChannelGate g;
+  g.stacked = at::empty({2 * batch, channels}, x.options());
+  float* descriptors = g.stacked.data_ptr<float>();
+  plane_stats<true>(x, descriptors, descriptors + batch * channels);
+  g.hidden = at::empty({2 * batch, fc1_w.size(0)}, x.options());
+  auto logits = at::empty({2 * batch, channels}, x.options());
+  dense(descriptors, 2 * batch, fc1_w, fc1_b, /*relu=*/true, g.hidden.data_ptr<float>());
+  dense(g.hidden.data_ptr<float>(), 2 * batch, fc2_w, fc2_b, /*relu=*/false, logits.data_ptr<float>());
+  g.sig = at::empty({batch, channels}, x.options());
+  g.gate = at::empty({batch, channels}, x.options());
+  const float* z = logits.data_ptr<float>();
+  float *sig = g.sig.data_ptr<float>(), *gate = g.gate.data_ptr<float>();
+  for (int64_t i = 0; i < batch * channels; ++i) {
+    sig[i] = sigmoid(z[i] + z[batch * channels + i]);
+    gate[i] = static_cast<float>(gain) * sig[i];
+  }
+  return g;
+}
+
 // ---- CBAM training: the whole module as one autograd node, forward and backward in C++ ----
 // c = channel_gain * sigmoid(mlp(mean_c) + mlp(max_c)) with mlp = fc2(relu(fc1(.))) applied once to both
 // descriptors stacked; s = spatial_gain * sigmoid(bn(conv(maps))) with maps = [mean_C(x*c), max_C(x*c)];
-// out = x * c * s. The arithmetic of attnzoo's Python route (attnzoo/attention/cbam.py), so the forward
-// equals it; the BatchNorm updates its running statistics once, in forward, through the same ATen kernel.
+// out = x * c * s. The function of attnzoo's Python route (attnzoo/attention/cbam.py), the channel gate by the
+// loops above (equal to float rounding); the BatchNorm updates its running statistics once, in forward,
+// through the same ATen kernel.
 struct CbamGates {
   at::Tensor stacked, hidden, channel_sig, c, maps, conv_out, save_mean, save_invstd, spatial_sig, s;
 };
@@ -531,13 +587,11 @@ CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at
                           const at::Tensor& running_mean, const at::Tensor& running_var, bool bn_training,
                           double bn_momentum, double bn_eps, double spatial_gain) {
   CbamGates g;
-  const int64_t batch = x.size(0);
-  auto [mean_c, peak_c] = channel_stats(x);
-  g.stacked = at::cat({mean_c, peak_c});
-  g.hidden = at::relu(at::linear(g.stacked, fc1_w.flatten(1), fc1_b));
-  const at::Tensor logits = at::linear(g.hidden, fc2_w.flatten(1), fc2_b);
-  g.channel_sig = at::sigmoid(logits.slice(0, 0, batch) + logits.slice(0, batch));
-  g.c = channel_gain == 1.0 ? g.channel_sig : g.channel_sig * channel_gain;
+  ChannelGate channel = channel_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain);
+  g.stacked = channel.stacked;
+  g.hidden = channel.hidden;
+  g.channel_sig = channel.sig;
+  g.c = channel.gate;
   g.maps = gated_channel_stats(x, g.c).contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t pad = conv_w.size(-1) / 2;
   g.conv_out = at::conv2d(g.maps, conv_w, {}, 1, pad);
@@ -579,7 +633,7 @@ at::Tensor spatial_gate_eval(const at::Tensor& maps, const at::Tensor& conv_w, f
           }
         }
       }
-      for (int64_t x = 0; x < w; ++x) acc[x] = scaled_sigmoid(acc[x] * scale + shift, gain);
+      for (int64_t x = 0; x < w; ++x) acc[x] = gain * sigmoid(acc[x] * scale + shift);
     }
   });
   return out;
@@ -593,21 +647,7 @@ std::tuple<at::Tensor, at::Tensor> cbam_gates(const at::Tensor& x, const at::Ten
                                               const at::Tensor& conv_w, const at::Tensor& bn_w, const at::Tensor& bn_b,
                                               const at::Tensor& running_mean, const at::Tensor& running_var,
                                               double bn_eps, double spatial_gain) {
-  check_excitation(x, fc1_w, fc1_b, fc2_w, fc2_b, "cbam_gates");
-  const int64_t batch = x.size(0), channels = x.size(1);
-  auto stacked = at::empty({2 * batch, channels}, x.options());  // [means; maxima], through the MLP together
-  float* descriptors = stacked.data_ptr<float>();
-  plane_stats<true>(x, descriptors, descriptors + batch * channels);
-  auto hidden = at::empty({2 * batch, fc1_w.size(0)}, x.options());
-  auto logits = at::empty({2 * batch, channels}, x.options());
-  dense(descriptors, 2 * batch, fc1_w, fc1_b, /*relu=*/true, hidden.data_ptr<float>());
-  dense(hidden.data_ptr<float>(), 2 * batch, fc2_w, fc2_b, /*relu=*/false, logits.data_ptr<float>());
-  auto c = at::empty({batch, channels}, x.options());
-  const float* z = logits.data_ptr<float>();
-  float* cp = c.data_ptr<float>();
-  for (int64_t i = 0; i < batch * channels; ++i) {
-    cp[i] = scaled_sigmoid(z[i] + z[batch * channels + i], static_cast<float>(channel_gain));
-  }
+  const at::Tensor c = channel_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain).gate;
   const double invstd = 1.0 / std::sqrt(running_var.item<double>() + bn_eps);
   const double scale = bn_w.item<double>() * invstd;
   const double shift = bn_b.item<double>() - running_mean.item<double>() * scale;
