@@ -18,7 +18,7 @@ from safetensors.torch import save
 from timm.models import adapt_input_conv
 
 import attnzoo  # noqa: F401  (registers attnzoo's names in timm)
-from attention_helpers import awake_model
+from attention_helpers import assert_equal_to_rounding, awake_model
 from attnzoo.errors import CheckpointError, HubError
 from hub_fixtures import fast_one_line_error, hub, hub_server, one_line, pickled, publish_files  # noqa: F401
 from hub_server import point_client_at
@@ -65,16 +65,12 @@ def tag(request, hub):
     return name_tag, seed_repo(name_tag)
 
 
-def assert_same(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
-
-
 def test_default_classes_give_the_repos_logits(tag):
     name_tag, held = tag
     model = timm.create_model(name_tag, pretrained=True).eval()
     x = sample(name_tag)
     with torch.no_grad():
-        assert_same(model(x), held(x))
+        assert_equal_to_rounding(model(x), held(x))
 
 
 def test_ten_classes_replace_only_the_head(tag):
@@ -83,7 +79,7 @@ def test_ten_classes_replace_only_the_head(tag):
     assert model.get_classifier().out_features == 10
     x = sample(name_tag)
     with torch.no_grad():
-        assert_same(model.forward_features(x), held.forward_features(x))
+        assert_equal_to_rounding(model.forward_features(x), held.forward_features(x))
 
 
 def test_other_input_channels_adapt_the_first_convolution(tag):
@@ -102,7 +98,7 @@ def test_features_only_gives_the_repos_feature_maps(tag):
     features = timm.create_model(name_tag, pretrained=True, features_only=True).eval()
     x = sample(name_tag)
     with torch.no_grad():
-        assert_same(features(x)[-1], held.forward_features(x))
+        assert_equal_to_rounding(features(x)[-1], held.forward_features(x))
 
 
 def test_offline_a_warm_cache_serves_the_tag_without_a_request(tag, hub, monkeypatch):
@@ -114,7 +110,7 @@ def test_offline_a_warm_cache_serves_the_tag_without_a_request(tag, hub, monkeyp
     assert hub.state.requests == requests
     x = sample(name_tag)
     with torch.no_grad():
-        assert_same(model(x), held(x))
+        assert_equal_to_rounding(model(x), held(x))
 
 
 def load_from(name_tag: str, repo: str) -> torch.nn.Module:

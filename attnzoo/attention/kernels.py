@@ -6,7 +6,9 @@ torch operator fuses a reduction with a multiply. The kernels make one parallel 
 several: CBAM's mean and max over positions in one read, its mean and max over channels of ``x * c`` in
 one read without materialising the product, both gates applied in one read-modify-write, a residual
 block's gate, shortcut add and ReLU in one pass (:mod:`attnzoo.surgery.resnet`), and CBAM's backward in
-three passes (:class:`attnzoo.attention.fused.KernelCbam`).
+three passes (:class:`attnzoo.attention.fused.KernelCbam`). SE's and CBAM's gates themselves (pooling, the
+small MLP, sigmoid, CBAM's 7x7 conv) are a few plain loops in one call: at batch 1 or on a training step's
+small maps, a dozen ATen operators each running cold after a convolution cost more than the arithmetic.
 
 The operator is compiled with ``torch.utils.cpp_extension`` the first time an eager forward asks for it
 (about 20 s, once per machine and torch version, announced on stderr; the build is cached under torch's
