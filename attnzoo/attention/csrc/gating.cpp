@@ -52,6 +52,9 @@ at::Tensor small_operand(const at::Tensor& t, int64_t numel, const char* what) {
 // max that propagates NaN, as torch.amax does
 inline float nan_max(float a, float b) { return (std::isnan(a) || a > b) ? a : b; }
 
+// ReLU that keeps NaN, as torch.relu does
+inline float relu_keeping_nan(float v) { return v > 0.f || std::isnan(v) ? v : 0.f; }
+
 // Sum and max of one row of n floats, one read: two independent vector accumulators each (explicit: the
 // compiler may not reorder a float sum on its own). The max is skipped where the caller does not want it.
 template <bool kWithMax>
@@ -202,7 +205,7 @@ void gate_kernel(const at::Tensor& x, const at::Tensor& channel_gate, const c10:
 #pragma omp simd
         for (int64_t p = 0; p < hw; ++p) {
           const float v = row[p] * w * srow[p] + rrow[p];
-          orow[p] = relu ? (v > 0.f || std::isnan(v) ? v : 0.f) : v;
+          orow[p] = relu ? relu_keeping_nan(v) : v;
         }
       } else if (srow) {
 #pragma omp simd
@@ -211,7 +214,7 @@ void gate_kernel(const at::Tensor& x, const at::Tensor& channel_gate, const c10:
 #pragma omp simd
         for (int64_t p = 0; p < hw; ++p) {
           const float v = row[p] * w + rrow[p];
-          orow[p] = relu ? (v > 0.f || std::isnan(v) ? v : 0.f) : v;
+          orow[p] = relu ? relu_keeping_nan(v) : v;
         }
       } else {
 #pragma omp simd
@@ -417,7 +420,7 @@ void dense(const float* in, int64_t rows, const at::Tensor& weight, const at::Te
     for (int64_t o = begin; o < end; ++o) {
       for (int64_t n = 0; n < rows; ++n) {
         const float v = bp[o] + dot(wp + o * inputs, in + n * inputs, inputs);
-        out[n * outputs + o] = relu ? (v > 0.f || std::isnan(v) ? v : 0.f) : v;
+        out[n * outputs + o] = relu ? relu_keeping_nan(v) : v;
       }
     }
   });
