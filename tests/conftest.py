@@ -1,10 +1,11 @@
-"""Shared test set-up: deterministic, single-threaded torch (the suite runs on small CPUs), and the fused
-kernels' fixtures."""
+"""Shared test set-up: deterministic, single-threaded torch (the suite runs on small CPUs), the fused
+kernels' fixtures, and a spy that shows where SE trains on MeanGated."""
 
 import pytest
 import torch
 
 from attnzoo.attention import kernels
+from attnzoo.attention.fused import MeanGated
 from attnzoo.attention.kernels import DISABLE_VARIABLE, fused_ops
 from kernel_helpers import CountingOps
 
@@ -32,3 +33,12 @@ def counting(ops, monkeypatch) -> CountingOps:
     proxy = CountingOps(ops)
     monkeypatch.setitem(kernels._state, "ops", proxy)
     return proxy
+
+
+@pytest.fixture
+def mean_gated(monkeypatch) -> list[torch.Size]:
+    """The input shapes ``MeanGated`` is applied to, in order."""
+    applied = []
+    original = MeanGated.apply
+    monkeypatch.setattr(MeanGated, "apply", lambda *args: applied.append(args[0].shape) or original(*args))
+    return applied

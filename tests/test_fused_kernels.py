@@ -317,13 +317,13 @@ def test_cbam_resnet_gives_the_same_logits_with_kernels_as_without(counting):
     assert_attention_matters(model, x)
 
 
-@pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap runs the operators per example
-def test_cbam_under_vmap_gives_the_per_example_outputs(ops):
+def test_cbam_under_vmap_gives_the_per_example_outputs_by_the_plain_formulation(counting):
     module = randomized_attention("cbam", 16)
     x = torch.randn(3, 2, 16, 7, 7)
     with torch.no_grad():
         expected = torch.stack([gated_by_maps(module, example) for example in x])
         out = torch.func.vmap(module)(x)
+    assert not counting.calls  # torch.func transforms take the plain formulation (runs_eagerly)
     assert_close(out, expected, rtol=0, atol=1e-5)
 
 

@@ -20,7 +20,6 @@ from torch import nn
 from torch.testing import assert_close
 
 from attention_helpers import randomized_attention
-from attnzoo.attention.fused import MeanGated
 from attnzoo.attention.identity import GATE_INITS
 from kernel_helpers import assert_resnet18_training_step_matches_the_plain_route, output_and_grads, plain_route
 from test_fused_kernels import shape_id
@@ -53,15 +52,6 @@ def assert_same_gradients(ours: list[torch.Tensor], theirs: list[torch.Tensor]) 
     assert len(ours) == len(theirs)
     for a, b in zip(ours[1:], theirs[1:], strict=True):
         assert_close(a, b, rtol=1e-4, atol=1e-5)
-
-
-@pytest.fixture
-def mean_gated(monkeypatch) -> list[torch.Size]:
-    """The input shapes ``MeanGated`` is applied to, in order."""
-    applied = []
-    original = MeanGated.apply
-    monkeypatch.setattr(MeanGated, "apply", lambda *args: applied.append(args[0].shape) or original(*args))
-    return applied
 
 
 # --- ReLU and a sigmoid gate: the C++ node -------------------------------------------------------------

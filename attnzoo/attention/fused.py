@@ -56,10 +56,18 @@ def runs_eagerly(x: torch.Tensor) -> bool:
 
     False while FX traces (``x`` is a ``torch.fx.Proxy``), while ``torch.jit.trace`` records (ONNX
     export), and while ``torch.compile`` or ``torch.export`` trace: those consumers get the module's plain
-    formulation, written once in its ``forward``. Callers test ``not torch.jit.is_scripting()`` first, in
-    the same condition, which TorchScript evaluates while compiling and so never compiles the eager route.
+    formulation, written once in its ``forward``. False too under a ``torch.func`` transform (``grad``,
+    ``vjp``, ``vmap``, ...), which the C++ operators and autograd nodes here do not support. Callers test
+    ``not torch.jit.is_scripting()`` first, in the same condition, which TorchScript evaluates while
+    compiling and so never compiles the eager route.
     """
-    return isinstance(x, torch.Tensor) and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    return (
+        isinstance(x, torch.Tensor)
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        # torch offers no public way to ask; the transforms wrap only what they differentiate or batch
+        and not torch._C._are_functorch_transforms_active()
+    )
 
 
 def watched(module: nn.Module) -> bool:
@@ -215,23 +223,27 @@ class SpatialGateProduct(torch.autograd.Function):
 class MeanGated(torch.autograd.Function):
     """``x * gate_fn(x.mean((2, 3), keepdim=True))``: SE's squeeze, excitation and scale in one node.
 
-    ``gate_fn`` is the small excitation network (its parameters passed as ``params``); backward recomputes
-    it from the saved pooled vector, which is cheap, and then writes the input gradient in one pass
-    (``grad * g + pooled_grad / HW``) instead of autograd's product, broadcast and sum of the two paths.
+    ``gate_fn`` is the small excitation network (its parameters passed as ``params``). Forward runs it with
+    autograd on a detached copy of the pooled vector and keeps that small graph, so backward differentiates
+    the parameters forward used (under ``torch.func.functional_call`` the module holds them only during the
+    call), then writes the input gradient in one pass (``grad * g + pooled_grad / HW``) instead of
+    autograd's product, broadcast and sum of the two paths.
     """
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, gate_fn, *params: torch.Tensor) -> torch.Tensor:
-        pooled = x.mean((2, 3), keepdim=True)
-        g = gate_fn(pooled)
-        ctx.gate_fn = gate_fn
-        ctx.save_for_backward(x, pooled, g, *params)
-        return x * g
+        with torch.enable_grad():
+            pooled = x.detach().mean((2, 3), keepdim=True).requires_grad_()
+            g = gate_fn(pooled)
+        ctx.graph = (pooled, g)
+        ctx.save_for_backward(x, *params)
+        return x * g.detach()
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        refuse_double_backward("SE")  # the recomputed gate below would be a constant to autograd
-        x, pooled, g, *params = ctx.saved_tensors
+        refuse_double_backward("SE")  # the gate's gradients below would be constants to autograd
+        x, *params = ctx.saved_tensors
+        pooled, g = ctx.graph
         b, channels, h, w = x.shape
         if x.is_contiguous() and grad.is_contiguous():  # per-channel dot products as one batched GEMM
             grad_g = torch.bmm(grad.view(b * channels, 1, h * w), x.view(b * channels, h * w, 1))
@@ -239,12 +251,11 @@ class MeanGated(torch.autograd.Function):
         else:
             grad_g = (grad * x).sum((2, 3), keepdim=True)
         wanted = [p for p, need in zip(params, ctx.needs_input_grad[2:]) if need]
-        with torch.enable_grad():
-            pooled = pooled.detach().requires_grad_()
-            grad_pooled, *grad_wanted = torch.autograd.grad(ctx.gate_fn(pooled), [pooled, *wanted], grad_g)
+        # retained for a further backward through the same node (retain_graph=True, gradcheck)
+        grad_pooled, *grad_wanted = torch.autograd.grad(g, [pooled, *wanted], grad_g, retain_graph=True)
         grads = iter(grad_wanted)
         grad_params = [next(grads) if need else None for need in ctx.needs_input_grad[2:]]
-        grad_x = torch.addcmul(grad_pooled / (h * w), grad, g) if ctx.needs_input_grad[0] else None
+        grad_x = torch.addcmul(grad_pooled / (h * w), grad, g.detach()) if ctx.needs_input_grad[0] else None
         return grad_x, None, *grad_params
 
 
