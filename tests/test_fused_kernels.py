@@ -9,6 +9,7 @@ fixtures (conftest.py) and :func:`kernel_helpers.plain_route` swap the operators
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from torch.testing import assert_close
 
 from attention_helpers import assert_attention_matters, gated_by_maps, randomized_attention, wake
@@ -24,7 +26,7 @@ from attnzoo.attention import kernels
 from attnzoo.attention.cbam import Cbam
 from attnzoo.attention.kernels import DISABLE_VARIABLE, fused_ops
 from attnzoo.models import build_model
-from kernel_helpers import plain_route
+from kernel_helpers import output_and_grads, plain_route
 
 ROOT = Path(__file__).resolve().parents[1]
 INF, NAN = float("inf"), float("nan")
@@ -271,6 +273,50 @@ def test_gated_channel_stats_of_inf_times_a_zero_gate_are_nan_as_in_torch(ops):
     assert out[1, :, 4, 5].isnan().all()
 
 
+# attention, training -> the operator that computes its gates
+GATE_OPERATORS = {("se", False): "se_gate", ("se", True): "squeeze_excite", ("cbam", False): "cbam_gates",
+                  ("cbam", True): "cbam"}
+
+
+def saturated(name: str, channels: int, logit: float) -> nn.Module:
+    """SE or CBAM whose gate logits are about +-``logit``: the MLP's output bias alternates in sign over the
+    channels, and CBAM's spatial BatchNorm scales its normalised map by ``logit``."""
+    module = randomized_attention(name, channels)
+    mlp = module if name == "se" else module.channel
+    with torch.no_grad():
+        mlp.fc2.bias[::2], mlp.fc2.bias[1::2] = logit, -logit
+        if name == "cbam":
+            module.spatial.conv.bn.weight.fill_(logit)
+    return module
+
+
+@pytest.mark.parametrize("logit", [1e30, 3e38])
+@pytest.mark.parametrize(
+    "name, train", GATE_OPERATORS, ids=[f"{n}-{'train' if t else 'eval'}" for n, t in GATE_OPERATORS]
+)
+def test_gates_saturate_to_0_and_1_as_torchs_sigmoid_does(counting, name, train, logit):
+    """Finite logits far beyond exp's float32 range give gates of exactly 0 and 1 (never inf / inf = NaN),
+    and zero gradients through them, on the kernels' inference gates and training nodes as in torch."""
+    module = saturated(name, 16, logit).train(train)
+    plain_module = copy.deepcopy(module)
+    x, upstream = torch.randn(2, 16, 7, 7), torch.randn(2, 16, 7, 7)
+
+    def run(m: nn.Module) -> list[torch.Tensor]:
+        if train:
+            return output_and_grads(m, m, x, upstream)
+        with torch.no_grad():
+            return [m(x.clone())]
+
+    ours = run(module)
+    assert counting.calls[GATE_OPERATORS[name, train]] == 1
+    with plain_route():
+        theirs = run(plain_module)
+    for a, b in zip(ours, theirs, strict=True):
+        assert_close(a, b, rtol=1e-4, atol=1e-5)
+    out = theirs[0]
+    assert (out[:, 1::2] == 0).all() and (out[:, ::2] == x[:, ::2]).any(), "the gates did not saturate"
+
+
 # --- the modules: kernels or not, the same outputs ----------------------------------------------------
 
 
@@ -358,6 +404,34 @@ def test_input_the_kernels_do_not_take_goes_the_plain_route(counting, name, case
     assert not counting.calls
     assert out.shape == x.shape
     assert_close(out, expected, check_dtype=False, **tolerance)
+
+
+MIXED_WEIGHTS = [  # attention, a submodule whose weights the kernels would read
+    ("se", "fc1"), ("se", "fc2"), ("cbam", "channel.fc2"), ("cbam", "spatial.conv.conv"), ("cbam", "spatial.conv.bn"),
+    ("cbam_channel", "fc1"), ("cbam_spatial", "conv.bn"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name, part", MIXED_WEIGHTS, ids=[f"{n}.{p}" for n, p in MIXED_WEIGHTS])
+def test_weights_of_another_dtype_than_the_input_raise_torchs_error(counting, name, part, train, dtype):
+    """A float32 input and one submodule converted alone: the kernels that read its weights decline, so the
+    module raises the plain route's mixed-dtype error, and the gated tail falls back to the block's forward."""
+    module = randomized_attention(name, 16).train(train)
+    module.get_submodule(part).to(dtype)
+    x = torch.randn(2, 16, 7, 7)
+    with torch.set_grad_enabled(train):
+        with plain_route(), pytest.raises(RuntimeError) as plain:
+            module(x.clone().requires_grad_(train))
+        with pytest.raises(RuntimeError) as ours:
+            module(x.clone().requires_grad_(train))
+    assert str(ours.value) == str(plain.value)
+    # no operator that reads the weights ran (a submodule whose own weights match may still pool on the kernels)
+    assert not counting.calls.keys() & set(GATE_OPERATORS.values())
+    module.gate_in_place = True
+    with torch.no_grad():
+        assert module.fusable_gates(x) is None
 
 
 # --- no kernels: disabled or failed to build ----------------------------------------------------------

@@ -314,6 +314,27 @@ def test_cbam_trains_on_the_kernels_with_the_plain_routes_gradients(counting, ca
     assert_close(bn.running_var, plain_bn.running_var)
 
 
+@pytest.mark.parametrize("route", TRAIN_ROUTES)
+def test_cbam_training_on_one_spatial_value_refuses_as_batchnorm_does(counting, route):
+    """Batch 1 of a 1x1 map gives the spatial BatchNorm one value per channel, whose variance is 0/0: torch
+    refuses it in training, and so do the kernels' routes, leaving the running statistics finite."""
+    kernel_module = randomized_attention("cbam", 17).train()
+    plain_module = copy.deepcopy(kernel_module)
+    if route == "python_node":
+        kernel_module.kernel_arguments = lambda: None
+    x = torch.randn(1, 17, 1, 1, requires_grad=True)
+    refusal = "Expected more than 1 value per channel when training, got input size"
+    with plain_route(), pytest.raises(ValueError, match=refusal):
+        plain_module(x)
+    with pytest.raises(ValueError, match=refusal):
+        kernel_module(x)
+    assert counting.calls, "the kernels' route did not run"
+    bn, plain_bn = kernel_module.spatial.conv.bn, plain_module.spatial.conv.bn
+    assert torch.isfinite(bn.running_mean).all() and torch.isfinite(bn.running_var).all()
+    for name, buffer in bn.named_buffers():
+        assert torch.equal(buffer, plain_bn.get_buffer(name)), name
+
+
 def test_kernel_cbam_is_what_cbam_trains_on_outside_the_cpp_node(ops, monkeypatch):
     applied = []
     original = KernelCbam.apply

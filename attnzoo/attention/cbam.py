@@ -47,7 +47,7 @@ class CbamChannel(ChannelExcitation):
         """``forward`` by the eager routes of :mod:`attnzoo.attention.fused` (same values)."""
         if watched(self):  # hooks inside: the plain formulation calls each submodule
             return self.forward_plain(x)
-        ops = None if torch.is_grad_enabled() else kernels_for(x)
+        ops = None if torch.is_grad_enabled() else kernels_for(x, self)
         if ops is not None:  # one pass for both descriptors, one for the gating
             c = self.gate_from_pooled(*ops.channel_stats(x))
             return ops.gate_(x, c, None) if may_gate_in_place(self, x, known_unwatched=True) else ops.gate(x, c, None)
@@ -63,7 +63,7 @@ class CbamChannel(ChannelExcitation):
         """The channel gate (B, C) for input ``x`` by the fastest eager route."""
         if torch.is_grad_enabled():
             return self.gate_from_pooled(*ChannelPool.apply(x))
-        ops = kernels_for(x)
+        ops = kernels_for(x, self)
         if ops is not None:
             return self.gate_from_pooled(*ops.channel_stats(x))
         return self.gate_from_pooled(spatial_mean(x), x.amax((2, 3)))
@@ -118,7 +118,7 @@ class CbamSpatial(nn.Module):
         """``forward``, gating in place where :func:`~attnzoo.attention.fused.may_gate_in_place` allows."""
         if watched(self):  # hooks inside: the plain formulation calls each submodule
             return self.forward_plain(x)
-        ops = None if torch.is_grad_enabled() else kernels_for(x)
+        ops = None if torch.is_grad_enabled() else kernels_for(x, self)
         if ops is not None:  # one pass for both channel maps, one for the gating
             ones, s = self.kernel_gates(ops, x)
             return ops.gate_(x, ones, s) if may_gate_in_place(self, x, known_unwatched=True) else ops.gate(x, ones, s)
@@ -190,7 +190,7 @@ class Cbam(nn.Module):
         (:mod:`attnzoo.attention.fused`); inference gates in place what it may."""
         if watched(self):  # hooks inside: the plain formulation calls each submodule
             return self.forward_plain(x)
-        ops = kernels_for(x)
+        ops = kernels_for(x, self)
         if ops is not None and torch.is_grad_enabled():
             arguments = self.kernel_arguments()
             if arguments is not None:  # one autograd node, forward and backward in C++

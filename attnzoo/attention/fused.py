@@ -108,10 +108,10 @@ def fusion_kernels(module: nn.Module, x: torch.Tensor) -> Any | None:
     """The fused kernels if ``module``'s gates may be handed to the block that holds it, to be applied with
     the block's residual add and ReLU in one pass (the attention's ``fusable_gates``): no gradient
     recorded, the surgery's in-place promise, no hook watching (:func:`may_gate_in_place`), and a tensor
-    the kernels take."""
+    and weights the kernels take (:func:`~attnzoo.attention.kernels.kernels_for`)."""
     if not may_gate_in_place(module, x):
         return None
-    return kernels_for(x)
+    return kernels_for(x, module)
 
 
 def weighted_channel_mean(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

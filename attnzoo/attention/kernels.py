@@ -182,9 +182,15 @@ def _load_or_warn() -> Any | None:
         return None
 
 
-def kernels_for(x: torch.Tensor) -> Any | None:
+def kernels_for(x: torch.Tensor, module: torch.nn.Module) -> Any | None:
     """The fused operators if they take ``x`` (a non-empty float32 contiguous NCHW CPU tensor, outside
-    CPU autocast, whose gates are then float32 too), else None: the caller takes its plain route."""
+    CPU autocast, whose gates are then float32 too) and ``module``'s weights, else None: the caller takes
+    its plain route.
+
+    The kernels read the weights as float32 CPU tensors; a module with a floating-point parameter or buffer
+    of another dtype or device (e.g. only its BatchNorm converted with ``.double()``) runs the plain route,
+    which raises torch's own mixed-dtype or device error, as it does without the kernels.
+    """
     fits = (
         x.dim() == 4
         and x.dtype == torch.float32
@@ -192,6 +198,20 @@ def kernels_for(x: torch.Tensor) -> Any | None:
         and x.is_contiguous()
         and x.numel() > 0
         and not torch.is_autocast_enabled("cpu")
+        and _weights_match(module, x)
     )
     return fused_ops() if fits else None
 
+
+def _weights_match(module: torch.nn.Module, x: torch.Tensor) -> bool:
+    """Whether every floating-point parameter and buffer of ``module`` has ``x``'s dtype and device. Walks the
+    modules' own dicts: ``parameters()`` costs several times as much, and this runs on every eager forward."""
+    dtype, device = x.dtype, x.device
+    stack = [module]
+    while stack:
+        current = stack.pop()
+        for t in (*current._parameters.values(), *current._buffers.values()):
+            if t is not None and (t.dtype != dtype or t.device != device) and t.is_floating_point():
+                return False
+        stack.extend(current._modules.values())
+    return True

@@ -93,11 +93,11 @@ class SqueezeExcite(ChannelExcitation):
         if watched(self):  # hooks inside: the plain formulation calls each submodule
             return self.forward_plain(x)
         if torch.is_grad_enabled():
-            ops, gain = kernels_for(x), kernel_gain(self.act, self.gate)
+            ops, gain = kernels_for(x, self), kernel_gain(self.act, self.gate)
             if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
                 return ops.squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
             return MeanGated.apply(x, self.excite, *self.parameters())
-        g = self.inference_gate(kernels_for(x), x)
+        g = self.inference_gate(kernels_for(x, self), x)
         return x.mul_(g) if may_gate_in_place(self, x, known_unwatched=True) else x * g
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:

@@ -598,6 +598,10 @@ CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at
   g.maps = gated_channel_stats(x, g.c).contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t pad = conv_w.size(-1) / 2;
   g.conv_out = at::conv2d(g.maps, conv_w, {}, 1, pad);
+  // torch's batch_norm refuses a single value per channel in training (its variance would be 0/0, the running
+  // variance NaN); ATen's kernel does not check, so refuse here in the same words, as the same ValueError.
+  TORCH_CHECK_VALUE(!bn_training || g.conv_out.numel() / g.conv_out.size(1) != 1,
+                    "Expected more than 1 value per channel when training, got input size ", g.conv_out.sizes());
   at::Tensor normed;
   std::tie(normed, g.save_mean, g.save_invstd) =
       at::native_batch_norm(g.conv_out, bn_w, bn_b, running_mean, running_var, bn_training, bn_momentum, bn_eps);
