@@ -96,12 +96,14 @@ def test_gate_in_place_overwrites_its_input_and_returns_it(ops, shape, spatial):
 def test_every_operator_gives_the_same_bits_at_any_thread_count(ops):
     """Each output element is computed by one task, whatever the split: no thread-count dependence."""
     x, c, s = torch.randn(3, 64, 56, 56), positive_gate(3, 64), positive_gate(3, 1, 56, 56)
-    se, cbam = randomized_attention("se", 64), randomized_attention("cbam", 64)
+    se, cbam, bn = randomized_attention("se", 64), randomized_attention("cbam", 64), random_batch_norm(64)
     *cbam_weights, _, _, eps, spatial_gain = cbam.kernel_arguments()
+    residual = torch.randn(x.shape)
 
     def run():
         return [*ops.channel_stats(x), ops.gated_channel_stats(x, c), ops.gate(x, c, s), ops.gate_(x.clone(), c, s),
-                ops.se_gate(x, *se_arguments(se, 1.0)), *ops.cbam_gates(x, *cbam_weights, eps, spatial_gain)]
+                ops.se_gate(x, *se_arguments(se, 1.0)), *ops.cbam_gates(x, *cbam_weights, eps, spatial_gain),
+                se_bn_tail(ops, x, bn, se, 1.0, residual)]
 
     single = run()
     torch.set_num_threads(2)  # conftest sets 1 again before the next test
@@ -116,6 +118,11 @@ def test_a_contiguous_view_at_an_offset_is_read_from_its_offset(ops):
     assert_close(ops.channel_stats(x)[0], x.mean((2, 3)))
     assert_close(ops.gated_channel_stats(x, c)[:, 1:], (x * c[:, :, None, None]).amax(1, keepdim=True))
     assert_close(ops.gate(x, c, None), x * c[:, :, None, None])
+    se, bn, residual = randomized_attention("se", 17), random_batch_norm(17), torch.randn(4, 17, 13, 11)[2:]
+    assert residual.storage_offset() > 0
+    with torch.no_grad():
+        expected = se_bn_tail_definition(se, bn, x, residual)
+    assert_close(se_bn_tail(ops, x, bn, se, 1.0, residual), expected)
 
 
 def test_operators_read_gates_that_are_views(ops):
@@ -150,6 +157,34 @@ def se_arguments(se, gain: float) -> tuple:
     return se.fc1.weight, se.fc1.bias, se.fc2.weight, se.fc2.bias, gain
 
 
+def random_batch_norm(channels: int, affine: bool = True) -> nn.BatchNorm2d:
+    """An eval BatchNorm2d with random running statistics and, if ``affine``, weights: far from the identity."""
+    bn = nn.BatchNorm2d(channels, affine=affine, eps=0.1)
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.2, 3.0)
+        if affine:
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.normal_(0, 0.5)
+    return bn.eval()
+
+
+def bn_arguments(bn: nn.BatchNorm2d) -> tuple:
+    return bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps
+
+
+def se_bn_tail(ops, x: torch.Tensor, bn: nn.BatchNorm2d, se: nn.Module, gain: float, residual: torch.Tensor) -> torch.Tensor:
+    """``se_bn_tail_`` on a copy of ``x``, which it overwrites with its result."""
+    out = x.clone()
+    assert ops.se_bn_tail_(out, *bn_arguments(bn), *se_arguments(se, gain), residual) is None
+    return out
+
+
+def se_bn_tail_definition(se: nn.Module, bn: nn.BatchNorm2d, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """What ``se_bn_tail_`` computes, in torch: a residual block's tail after its last convolution."""
+    return torch.relu(se.forward_plain(bn(x)) + residual)
+
+
 def randomized_cbam(channels: int, kernel_size: int, gate_init: str) -> Cbam:
     """A CBAM in eval mode whose spatial BatchNorm has non-trivial running statistics and scale too."""
     cbam = randomized_attention("cbam", channels, rd_ratio=1 / 4, spatial_kernel_size=kernel_size, gate_init=gate_init)
@@ -171,6 +206,29 @@ def test_se_gate_is_the_excitation_of_the_spatial_mean(ops, shape, gate_init, ga
     assert gate.shape == expected.shape
     assert_close(gate, expected)
     assert expected.std() > 0.01, "a constant gate: nothing was compared"
+
+
+# (5, 64, 64, 64): 1 MiB images, so se_bn_tail_'s 4 MiB chunks hold 4 images and then 1
+@pytest.mark.parametrize("gate_init, gain", [("half", 1.0), ("identity", 2.0)])
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "without_affine"])
+@pytest.mark.parametrize("shape", [(1, 64, 7, 7), (3, 17, 13, 11), (2, 256, 1, 1), (5, 64, 64, 64)], ids=shape_id)
+def test_se_bn_tail_is_the_relu_of_se_of_the_batch_norm_plus_the_residual(ops, shape, affine, gate_init, gain):
+    se, bn = randomized_attention("se", shape[1], gate_init=gate_init), random_batch_norm(shape[1], affine)
+    x, residual = torch.randn(shape), torch.randn(shape)
+    before = x.clone(), residual.clone()
+    with torch.no_grad():
+        expected = se_bn_tail_definition(se, bn, x, residual)
+        out = se_bn_tail(ops, x, bn, se, gain, residual)
+    assert_close(out, expected)
+    assert torch.equal(x, before[0]) and torch.equal(residual, before[1])
+    with torch.no_grad():
+        assert (expected - torch.relu(bn(x) + residual)).abs().max() > 0.1, "the gate changed nothing"
+
+
+def test_se_bn_tail_refuses_a_residual_of_another_shape(ops):
+    se, bn = randomized_attention("se", 16, rd_ratio=1 / 4), random_batch_norm(16)
+    with pytest.raises(RuntimeError, match="residual"):
+        se_bn_tail(ops, torch.randn(2, 16, 4, 4), bn, se, 1.0, torch.randn(2, 16, 4, 5))
 
 
 @pytest.mark.parametrize("kernel_size", [3, 7])
@@ -271,6 +329,21 @@ def test_gated_channel_stats_of_inf_times_a_zero_gate_are_nan_as_in_torch(ops):
     out = ops.gated_channel_stats(x, c)
     assert_close(out, torch.cat((y.mean(1, keepdim=True), y.amax(1, keepdim=True)), 1), equal_nan=True)
     assert out[1, :, 4, 5].isnan().all()
+
+
+@pytest.mark.parametrize("where", ["input", "residual"])
+@pytest.mark.parametrize("case", SPECIAL_VALUES)
+def test_se_bn_tail_propagates_nan_and_inf_as_torch_does(ops, case, where):
+    x, residual = torch.randn(2, 16, 13, 11), torch.randn(2, 16, 13, 11)
+    write_special((x if where == "input" else residual)[1, 2].view(-1), case)
+    se, bn = randomized_attention("se", 16, rd_ratio=1 / 4), random_batch_norm(16)
+    with torch.no_grad():
+        expected = se_bn_tail_definition(se, bn, x, residual)
+        out = se_bn_tail(ops, x, bn, se, 1.0, residual)
+    assert_close(out, expected, equal_nan=True)
+    if (where, case) != ("residual", "all_minus_inf"):  # relu(-inf) is 0
+        assert not out[1].isfinite().all(), "the special value did not reach the output"
+    assert out[0].isfinite().all(), "the other image must keep its values"
 
 
 # attention, training -> the operator that computes its gates

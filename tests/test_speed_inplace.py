@@ -5,6 +5,7 @@ import timm
 import torch
 from torch import nn
 
+from attention_helpers import assert_equal_to_rounding
 from attnzoo.attention import create_attention
 
 GATED = ["se", "cbam", "cbam_channel", "cbam_spatial"]
@@ -80,4 +81,7 @@ def test_surgery_on_builtin_blocks_gates_in_place_with_the_same_logits(name):
     in_chans = next(m for m in fast.modules() if isinstance(m, nn.Conv2d)).in_channels
     x = torch.randn(2, in_chans, 28, 28)
     with torch.inference_mode():
-        assert torch.equal(fast(x), slow(x))
+        if name.endswith("_se"):  # SE's in-place route also folds the last BN in: equal to float rounding
+            assert_equal_to_rounding(fast(x), slow(x))
+        else:
+            assert torch.equal(fast(x), slow(x))

@@ -59,15 +59,19 @@ def runs_eagerly(x: torch.Tensor) -> bool:
     formulation, written once in its ``forward``. False too under a ``torch.func`` transform (``grad``,
     ``vjp``, ``vmap``, ...), which the C++ operators and autograd nodes here do not support. Callers test
     ``not torch.jit.is_scripting()`` first, in the same condition, which TorchScript evaluates while
-    compiling and so never compiles the eager route.
+    compiling and so never compiles the eager route; it still compiles this function, whose body it
+    must therefore skip too.
     """
-    return (
-        isinstance(x, torch.Tensor)
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-        # torch offers no public way to ask; the transforms wrap only what they differentiate or batch
-        and not torch._C._are_functorch_transforms_active()
-    )
+    if torch.jit.is_scripting():  # TorchScript compiles this function but not the branch below
+        return False
+    else:
+        return (
+            isinstance(x, torch.Tensor)
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()
+            # torch offers no public way to ask; the transforms wrap only what they differentiate or batch
+            and not torch._C._are_functorch_transforms_active()
+        )
 
 
 def watched(module: nn.Module) -> bool:

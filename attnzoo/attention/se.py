@@ -106,6 +106,20 @@ class SqueezeExcite(ChannelExcitation):
         ops = fusion_kernels(self, x)
         return None if ops is None else (self.inference_gate(ops, x), None)
 
+    def batch_norm_tail(self, x: torch.Tensor, bn: nn.BatchNorm2d, shortcut: torch.Tensor) -> torch.Tensor | None:
+        """``relu(self(bn(x)) + shortcut)`` for the holding block, from its last convolution's output ``x``
+        (a temporary the block may overwrite), in one C++ call with ``bn`` (eval mode) folded in
+        (:mod:`attnzoo.surgery.resnet`); None where the kernels do not take this module, ``bn`` or ``x``."""
+        gain = kernel_gain(self.act, self.gate)
+        ops = fusion_kernels(self, x) if gain is not None else None
+        if ops is None or kernels_for(x, bn) is None:
+            return None
+        ops.se_bn_tail_(
+            x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
+            self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain, shortcut,
+        )
+        return x
+
     def inference_gate(self, ops: Any | None, x: torch.Tensor) -> torch.Tensor:
         """The gate (B, C, 1, 1): one C++ call where the kernels take ``x`` (``ops``, what
         :func:`~attnzoo.attention.kernels.kernels_for` gave for it) and the module is ReLU + sigmoid (timm's

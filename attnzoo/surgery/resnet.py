@@ -5,9 +5,10 @@ the SE and CBAM papers, and the slot (``se``) timm's blocks already call. That B
 
 Blocks that receive an attention offering ``fusable_gates`` (SE, CBAM and its parts) become
 :class:`GatedTailBasicBlock` / :class:`GatedTailBottleneck`: the same modules and state dict, timm's
-forward, plus an eager inference route that applies the attention's gates, the shortcut add and the ReLU
-in one pass over the feature map (:func:`gated_residual_tail`) where timm's forward makes three (gating,
-add, ReLU). Tracers, exporters and compilers see timm's forward.
+forward, plus eager inference routes that apply the attention's gates, the shortcut add and the ReLU in
+one pass over the feature map (:func:`gated_residual_tail`) where timm's forward makes three (gating,
+add, ReLU), and for SE fold the last BN in as well (:func:`batch_norm_folded_tail`). Tracers, exporters
+and compilers see timm's forward.
 """
 
 from __future__ import annotations
@@ -21,45 +22,74 @@ from attnzoo.attention.kernels import fused_ops
 from attnzoo.surgery.registry import SurgeryHook, register_surgery, scale_
 
 
-def gated_residual_tail(block: nn.Module, x: torch.Tensor, block_input: torch.Tensor, act: nn.Module) -> torch.Tensor | None:
-    """``act(se(x) + shortcut)`` in one pass when the block is in eval mode, its activation a ReLU and its
-    attention hands over its gates (``fusable_gates``); None where the block must run its own tail."""
-    if block.training or type(act) is not nn.ReLU or not hasattr(block.se, "fusable_gates"):
+def one_pass_fits(block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor, act: nn.Module) -> bool:
+    """Whether the block's tail may be one pass over ``x``: eval mode, a ReLU last, a shortcut the kernels
+    add as it is, and no hook watching the activation or drop path (the pass would skip their hooks)."""
+    if block.training or type(act) is not nn.ReLU or watched(act):
+        return False
+    if shortcut.shape != x.shape or shortcut.dtype != x.dtype or not shortcut.is_contiguous():
+        return False
+    return block.drop_path is None or not watched(block.drop_path)
+
+
+def batch_norm_folded_tail(
+    block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor, conv: nn.Module, bn: nn.Module, act: nn.Module
+) -> torch.Tensor | None:
+    """``act(se(bn(x)) + shortcut)`` from the last convolution's output ``x`` in one C++ call with the eval
+    BatchNorm folded in, written over ``x``, where the attention offers it (``batch_norm_tail``: SE); None
+    where the block must run its BN and then its gated tail. A hook on ``conv`` may keep ``x``: then no."""
+    if not hasattr(block.se, "batch_norm_tail") or not one_pass_fits(block, x, shortcut, act):
         return None
-    if watched(act) or (block.drop_path is not None and watched(block.drop_path)):
-        return None  # the one pass would skip their hooks (feature capture)
+    if type(bn) is not nn.BatchNorm2d or bn.training or not bn.track_running_stats or watched(bn) or watched(conv):
+        return None
+    return block.se.batch_norm_tail(x, bn, shortcut)
+
+
+def gated_residual_tail(block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor, act: nn.Module) -> torch.Tensor | None:
+    """``act(se(x) + shortcut)`` in one pass where the attention hands over its gates (``fusable_gates``);
+    None where the block must run its own tail."""
+    if not hasattr(block.se, "fusable_gates") or not one_pass_fits(block, x, shortcut, act):
+        return None
     gates = block.se.fusable_gates(x)
     if gates is None:
         return None
-    shortcut = block_input if block.downsample is None else block.downsample(block_input)
-    if shortcut.shape != x.shape or shortcut.dtype != x.dtype or not shortcut.is_contiguous():
-        channel_gate, spatial_gate = gates
-        x = x.mul_(channel_gate.view(*x.shape[:2], 1, 1))
-        return act((x if spatial_gate is None else x.mul_(spatial_gate)).add_(shortcut))
     return fused_ops().gate_add_relu_(x, *gates, shortcut)
 
 
 class GatedTail:
-    """The tail timm's ``BasicBlock`` and ``Bottleneck`` share after their last BN (attention, drop path,
-    shortcut add, last activation), with the one-pass gated tail in eager inference (module docstring).
+    """The tail timm's ``BasicBlock`` and ``Bottleneck`` share after their last convolution (last BN,
+    attention, drop path, shortcut add, last activation), with the one-pass routes of eager inference
+    (module docstring). The shortcut's downsample runs first, so each route receives the shortcut to add.
 
-    The last activation is ``act2`` in a BasicBlock and ``act3`` in a Bottleneck (which has an ``act2`` too).
-    TorchScript cannot take a module as an argument, but it decides ``hasattr(self, ...)`` while compiling,
-    so each block compiles the one call it makes.
+    The last BN and activation are ``bn2``/``act2`` in a BasicBlock and ``bn3``/``act3`` in a Bottleneck
+    (which has an ``act2`` too). TorchScript cannot take a module as an argument, but it decides
+    ``hasattr(self, ...)`` while compiling, so each block compiles the one call it makes.
     """
 
-    def _tail(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    def _tail(self, x: torch.Tensor, block_input: torch.Tensor) -> torch.Tensor:
+        shortcut = block_input
+        if self.downsample is not None:
+            shortcut = self.downsample(block_input)
+        if not torch.jit.is_scripting() and runs_eagerly(x):
+            if hasattr(self, "act3"):
+                tail = batch_norm_folded_tail(self, x, shortcut, self.conv3, self.bn3, self.act3)
+            else:
+                tail = batch_norm_folded_tail(self, x, shortcut, self.conv2, self.bn2, self.act2)
+            if tail is not None:
+                return tail
+        if hasattr(self, "act3"):
+            x = self.bn3(x)
+        else:
+            x = self.bn2(x)
+
         if not torch.jit.is_scripting() and runs_eagerly(x):
             tail = gated_residual_tail(self, x, shortcut, self.act3 if hasattr(self, "act3") else self.act2)
             if tail is not None:
                 return tail
-
         if self.se is not None:
             x = self.se(x)
         if self.drop_path is not None:
             x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
         x += shortcut
         if hasattr(self, "act3"):
             return self.act3(x)
@@ -80,7 +110,6 @@ class GatedTailBasicBlock(BasicBlock, GatedTail):
         x = self.aa(x)
 
         x = self.conv2(x)
-        x = self.bn2(x)
         return self._tail(x, shortcut)
 
 
@@ -101,7 +130,6 @@ class GatedTailBottleneck(Bottleneck, GatedTail):
         x = self.aa(x)
 
         x = self.conv3(x)
-        x = self.bn3(x)
         return self._tail(x, shortcut)
 
 

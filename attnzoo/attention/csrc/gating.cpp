@@ -471,6 +471,113 @@ at::Tensor se_gate(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& 
   return se_gate_parts(x, w1, b1, w2, b2, gain).gate;
 }
 
+// ---- A residual block's whole tail after its last convolution, in eval mode ----
+// relu(se(bn(x)) + residual) with the eval BatchNorm folded in (per channel, bn(x) = x * scale + shift), written
+// over x. Where the block's eager tail makes three passes over the feature map after the convolution (BN; SE's
+// pooling; gating with the residual add and ReLU) and allocates the BN's output, this makes two, a few images
+// at a time, so the second pass re-reads what the first just brought into the cache rather than memory.
+
+constexpr int64_t kTailChunkBytes = int64_t{4} << 20;  // images per chunk: well inside a last-level cache
+
+// Per channel: the eval BatchNorm as scale and shift (weight / sqrt(var + eps), bias - mean * scale), and
+// bn(x) = fma(x, scale, shift), rounded as ATen's eval BatchNorm rounds them (an explicit fused multiply-add;
+// the build turns off the compiler's own contraction).
+std::tuple<at::Tensor, at::Tensor> folded_batch_norm(const c10::optional<at::Tensor>& weight,
+                                                     const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
+                                                     const at::Tensor& var, double eps, int64_t channels) {
+  for (const at::Tensor* t : {&mean, &var}) {
+    TORCH_CHECK(t->numel() == channels && t->scalar_type() == at::kFloat && t->device().is_cpu(),
+                "folded BatchNorm: expects float32 CPU running statistics, one per channel");
+  }
+  auto scale = at::empty({channels}, mean.options());
+  auto shift = at::empty({channels}, mean.options());
+  const at::Tensor m = mean.contiguous(), v = var.contiguous();
+  const at::Tensor w = weight.has_value() ? weight->contiguous() : at::ones({channels}, mean.options());
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::zeros({channels}, mean.options());
+  TORCH_CHECK(w.numel() == channels && b.numel() == channels && w.scalar_type() == at::kFloat &&
+                  b.scalar_type() == at::kFloat,
+              "folded BatchNorm: expects float32 affine parameters, one per channel");
+  const float *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>(), *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
+  float *sp = scale.data_ptr<float>(), *hp = shift.data_ptr<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    sp[c] = wp[c] * (1.f / std::sqrt(vp[c] + static_cast<float>(eps)));
+    hp[c] = std::fma(-mp[c], sp[c], bp[c]);
+  }
+  return {scale, shift};
+}
+
+// Sum of bn(row[p]) = fma(row[p], scale, shift) over a row of n floats (two vector accumulators, as row_sum_max).
+inline float affine_row_sum(const float* row, int64_t n, float scale, float shift) {
+  Floats sum0 = {}, sum1 = {};
+  int64_t p = 0;
+  for (; p + 2 * kLanes <= n; p += 2 * kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      sum0[k] += std::fma(row[p + k], scale, shift);
+      sum1[k] += std::fma(row[p + kLanes + k], scale, shift);
+    }
+  }
+  sum0 += sum1;
+  float sum = 0.f;
+  for (; p < n; ++p) sum += std::fma(row[p], scale, shift);
+  for (int k = 0; k < kLanes; ++k) sum += sum0[k];
+  return sum;
+}
+
+// Per (image, channel) of images [first, first + images): the mean of x * scale[c] + shift[c] over positions.
+void affine_means(const float* src, int64_t first, int64_t images, int64_t channels, int64_t hw,
+                  const float* scale, const float* shift, float* out) {
+  at::parallel_for(0, images * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t c = i % channels;
+      out[i] = affine_row_sum(src + (first * channels + i) * hw, hw, scale[c], shift[c]) / static_cast<float>(hw);
+    }
+  });
+}
+
+// relu((x * scale[c] + shift[c]) * gate[b, c] + residual) for images [first, first + images), over x.
+void affine_gate_add_relu(float* x, const float* res, int64_t first, int64_t images, int64_t channels, int64_t hw,
+                          const float* scale, const float* shift, const float* gate) {
+  at::parallel_for(0, images * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t c = i % channels, offset = (first * channels + i) * hw;
+      const float a = scale[c], t = shift[c], g = gate[i];
+      const float* rrow = res + offset;
+      float* row = x + offset;
+#pragma omp simd
+      for (int64_t p = 0; p < hw; ++p) row[p] = relu_keeping_nan(std::fma(row[p], a, t) * g + rrow[p]);
+    }
+  });
+}
+
+void se_bn_tail_(const at::Tensor& x, const c10::optional<at::Tensor>& bn_weight,
+                 const c10::optional<at::Tensor>& bn_bias, const at::Tensor& bn_mean, const at::Tensor& bn_var,
+                 double bn_eps, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
+                 double gain, const at::Tensor& residual) {
+  check_excitation(x, w1, b1, w2, b2, "se_bn_tail_");
+  check_nchw(residual, "se_bn_tail_ residual");
+  TORCH_CHECK(residual.sizes() == x.sizes(), "se_bn_tail_: the residual must have the input's shape");
+  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+  const auto [scale, shift] = folded_batch_norm(bn_weight, bn_bias, bn_mean, bn_var, bn_eps, channels);
+  const float *sp = scale.data_ptr<float>(), *hp = shift.data_ptr<float>();
+  const int64_t chunk = std::min(batch, std::max<int64_t>(1, kTailChunkBytes / std::max<int64_t>(1, channels * hw * 4)));
+  auto pooled = at::empty({chunk, channels}, x.options());
+  auto hidden = at::empty({chunk, w1.size(0)}, x.options());
+  auto gate = at::empty({chunk, channels}, x.options());
+  // in place: a fresh output costs its page faults on every call (tens of MB at batch 8), and the caller
+  // hands over a convolution's output that nothing else reads
+  float* src = x.data_ptr<float>();
+  const float* res = residual.data_ptr<float>();
+  float *pp = pooled.data_ptr<float>(), *gp = gate.data_ptr<float>();
+  for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
+    const int64_t images = std::min(chunk, batch - b0);
+    affine_means(src, b0, images, channels, hw, sp, hp, pp);
+    dense(pp, images, w1, b1, /*relu=*/true, hidden.data_ptr<float>());
+    dense(hidden.data_ptr<float>(), images, w2, b2, /*relu=*/false, gp);
+    for (int64_t i = 0; i < images * channels; ++i) gp[i] = static_cast<float>(gain) * sigmoid(gp[i]);
+    affine_gate_add_relu(src, res, b0, images, channels, hw, sp, hp, gp);
+  }
+}
+
 // ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
 // One node where autograd would record eight, and no Python in backward: at the small maps of a training step
 // the per-node overhead is what the attention costs. Forward and the two passes over the feature map in
@@ -757,6 +864,8 @@ TORCH_LIBRARY(attnzoo_gating, m) {
   m.def("cbam_gates(Tensor x, Tensor fc1_w, Tensor fc1_b, Tensor fc2_w, Tensor fc2_b, float channel_gain, "
         "Tensor conv_w, Tensor bn_w, Tensor bn_b, Tensor running_mean, Tensor running_var, float bn_eps, "
         "float spatial_gain) -> (Tensor, Tensor)");
+  m.def("se_bn_tail_(Tensor(a!) x, Tensor? bn_weight, Tensor? bn_bias, Tensor bn_mean, Tensor bn_var, float bn_eps, "
+        "Tensor w1, Tensor b1, Tensor w2, Tensor b2, float gain, Tensor residual) -> ()");
   m.def("spatial_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor peak) -> (Tensor, Tensor)");
   m.def("channel_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
         "Tensor max_share, Tensor channel_peak) -> (Tensor, Tensor)");
@@ -777,6 +886,7 @@ TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
   m.impl("gate_add_relu_", &gate_add_relu_);
   m.impl("se_gate", &se_gate);
   m.impl("cbam_gates", &cbam_gates);
+  m.impl("se_bn_tail_", &se_bn_tail_);
   m.impl("spatial_gate_grad", &spatial_gate_grad);
   m.impl("channel_gate_grad", &channel_gate_grad);
   m.impl("cbam_input_grad", &cbam_input_grad);
