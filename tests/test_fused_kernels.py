@@ -21,10 +21,17 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from attention_helpers import assert_attention_matters, gated_by_maps, randomized_attention, wake
+from attention_helpers import (
+    assert_attention_matters,
+    assert_equal_to_rounding,
+    gated_by_maps,
+    randomized_attention,
+    wake,
+)
 from attnzoo.attention import kernels
 from attnzoo.attention.cbam import Cbam
 from attnzoo.attention.kernels import DISABLE_VARIABLE, fused_ops
+from attnzoo.attention.se import kernel_gain
 from attnzoo.models import build_model
 from kernel_helpers import output_and_grads, plain_route
 
@@ -103,7 +110,7 @@ def test_every_operator_gives_the_same_bits_at_any_thread_count(ops):
     def run():
         return [*ops.channel_stats(x), ops.gated_channel_stats(x, c), ops.gate(x, c, s), ops.gate_(x.clone(), c, s),
                 ops.se_gate(x, *se_arguments(se, 1.0)), *ops.cbam_gates(x, *cbam_weights, eps, spatial_gain),
-                se_bn_tail(ops, x, bn, se, 1.0, residual)]
+                bn_tail(ops, x, bn, se, residual), bn_tail(ops, x, bn, cbam, residual)]
 
     single = run()
     torch.set_num_threads(2)  # conftest sets 1 again before the next test
@@ -118,11 +125,12 @@ def test_a_contiguous_view_at_an_offset_is_read_from_its_offset(ops):
     assert_close(ops.channel_stats(x)[0], x.mean((2, 3)))
     assert_close(ops.gated_channel_stats(x, c)[:, 1:], (x * c[:, :, None, None]).amax(1, keepdim=True))
     assert_close(ops.gate(x, c, None), x * c[:, :, None, None])
-    se, bn, residual = randomized_attention("se", 17), random_batch_norm(17), torch.randn(4, 17, 13, 11)[2:]
+    bn, residual = random_batch_norm(17), torch.randn(4, 17, 13, 11)[2:]
     assert residual.storage_offset() > 0
-    with torch.no_grad():
-        expected = se_bn_tail_definition(se, bn, x, residual)
-    assert_close(se_bn_tail(ops, x, bn, se, 1.0, residual), expected)
+    for attention in (randomized_attention("se", 17), randomized_cbam(17, 7, "half")):
+        with torch.no_grad():
+            expected = bn_tail_definition(attention, bn, x, residual)
+        assert_close(bn_tail(ops, x, bn, attention, residual), expected)
 
 
 def test_operators_read_gates_that_are_views(ops):
@@ -173,16 +181,30 @@ def bn_arguments(bn: nn.BatchNorm2d) -> tuple:
     return bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps
 
 
-def se_bn_tail(ops, x: torch.Tensor, bn: nn.BatchNorm2d, se: nn.Module, gain: float, residual: torch.Tensor) -> torch.Tensor:
-    """``se_bn_tail_`` on a copy of ``x``, which it overwrites with its result."""
+def bn_tail(ops, x: torch.Tensor, bn: nn.BatchNorm2d, attention: nn.Module, residual: torch.Tensor) -> torch.Tensor:
+    """The folded tail of ``attention`` (``se_bn_tail_`` or ``cbam_bn_tail_``) on a copy of ``x``, which it
+    overwrites with its result."""
     out = x.clone()
-    assert ops.se_bn_tail_(out, *bn_arguments(bn), *se_arguments(se, gain), residual) is None
+    if isinstance(attention, Cbam):
+        result = ops.cbam_bn_tail_(out, *bn_arguments(bn), *attention.eval_gate_arguments(), residual)
+    else:
+        gain = kernel_gain(attention.act, attention.gate)
+        result = ops.se_bn_tail_(out, *bn_arguments(bn), *se_arguments(attention, gain), residual)
+    assert result is None
     return out
 
 
-def se_bn_tail_definition(se: nn.Module, bn: nn.BatchNorm2d, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """What ``se_bn_tail_`` computes, in torch: a residual block's tail after its last convolution."""
-    return torch.relu(se.forward_plain(bn(x)) + residual)
+def bn_tail_definition(attention: nn.Module, bn: nn.BatchNorm2d, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """What a folded tail computes, in torch: a residual block's tail after its last convolution."""
+    with plain_route():
+        return torch.relu(attention.forward_plain(bn(x)) + residual)
+
+
+def tail_attention(name: str, channels: int, gate_init: str = "half") -> nn.Module:
+    """SE or CBAM (its spatial BatchNorm's statistics non-trivial too) with random weights, in eval mode."""
+    if name == "cbam":
+        return randomized_cbam(channels, 7, gate_init)
+    return randomized_attention(name, channels, gate_init=gate_init)
 
 
 def randomized_cbam(channels: int, kernel_size: int, gate_init: str) -> Cbam:
@@ -208,27 +230,32 @@ def test_se_gate_is_the_excitation_of_the_spatial_mean(ops, shape, gate_init, ga
     assert expected.std() > 0.01, "a constant gate: nothing was compared"
 
 
-# (5, 64, 64, 64): 1 MiB images, so se_bn_tail_'s 4 MiB chunks hold 4 images and then 1
-@pytest.mark.parametrize("gate_init, gain", [("half", 1.0), ("identity", 2.0)])
+FOLDED = ["se", "cbam"]
+
+
+# (5, 64, 64, 64): 1 MiB images, so the folded tails' 4 MiB chunks hold 4 images and then 1
+@pytest.mark.parametrize("gate_init", ["half", "identity"])
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "without_affine"])
 @pytest.mark.parametrize("shape", [(1, 64, 7, 7), (3, 17, 13, 11), (2, 256, 1, 1), (5, 64, 64, 64)], ids=shape_id)
-def test_se_bn_tail_is_the_relu_of_se_of_the_batch_norm_plus_the_residual(ops, shape, affine, gate_init, gain):
-    se, bn = randomized_attention("se", shape[1], gate_init=gate_init), random_batch_norm(shape[1], affine)
+@pytest.mark.parametrize("name", FOLDED)
+def test_bn_tail_is_the_relu_of_the_attention_of_the_batch_norm_plus_the_residual(ops, name, shape, affine, gate_init):
+    attention, bn = tail_attention(name, shape[1], gate_init), random_batch_norm(shape[1], affine)
     x, residual = torch.randn(shape), torch.randn(shape)
     before = x.clone(), residual.clone()
     with torch.no_grad():
-        expected = se_bn_tail_definition(se, bn, x, residual)
-        out = se_bn_tail(ops, x, bn, se, gain, residual)
-    assert_close(out, expected)
+        expected = bn_tail_definition(attention, bn, x, residual)
+        out = bn_tail(ops, x, bn, attention, residual)
+    assert_equal_to_rounding(out, expected)  # CBAM's spatial gate amplifies the gates' rounding (its conv, its BN)
     assert torch.equal(x, before[0]) and torch.equal(residual, before[1])
     with torch.no_grad():
         assert (expected - torch.relu(bn(x) + residual)).abs().max() > 0.1, "the gate changed nothing"
 
 
-def test_se_bn_tail_refuses_a_residual_of_another_shape(ops):
-    se, bn = randomized_attention("se", 16, rd_ratio=1 / 4), random_batch_norm(16)
-    with pytest.raises(RuntimeError, match="residual"):
-        se_bn_tail(ops, torch.randn(2, 16, 4, 4), bn, se, 1.0, torch.randn(2, 16, 4, 5))
+@pytest.mark.parametrize("name", FOLDED)
+def test_bn_tail_refuses_a_residual_of_another_shape(ops, name):
+    attention, bn = tail_attention(name, 16), random_batch_norm(16)
+    with pytest.raises(RuntimeError, match="residual must have the input's shape"):
+        bn_tail(ops, torch.randn(2, 16, 4, 4), bn, attention, torch.randn(2, 16, 4, 5))
 
 
 @pytest.mark.parametrize("kernel_size", [3, 7])
@@ -333,13 +360,14 @@ def test_gated_channel_stats_of_inf_times_a_zero_gate_are_nan_as_in_torch(ops):
 
 @pytest.mark.parametrize("where", ["input", "residual"])
 @pytest.mark.parametrize("case", SPECIAL_VALUES)
-def test_se_bn_tail_propagates_nan_and_inf_as_torch_does(ops, case, where):
+@pytest.mark.parametrize("name", FOLDED)
+def test_bn_tail_propagates_nan_and_inf_as_torch_does(ops, name, case, where):
     x, residual = torch.randn(2, 16, 13, 11), torch.randn(2, 16, 13, 11)
     write_special((x if where == "input" else residual)[1, 2].view(-1), case)
-    se, bn = randomized_attention("se", 16, rd_ratio=1 / 4), random_batch_norm(16)
+    attention, bn = tail_attention(name, 16), random_batch_norm(16)
     with torch.no_grad():
-        expected = se_bn_tail_definition(se, bn, x, residual)
-        out = se_bn_tail(ops, x, bn, se, 1.0, residual)
+        expected = bn_tail_definition(attention, bn, x, residual)
+        out = bn_tail(ops, x, bn, attention, residual)
     assert_close(out, expected, equal_nan=True)
     if (where, case) != ("residual", "all_minus_inf"):  # relu(-inf) is 0
         assert not out[1].isfinite().all(), "the special value did not reach the output"
@@ -428,9 +456,10 @@ def test_cbam_resnet_gives_the_same_logits_with_kernels_as_without(counting):
         with plain_route():
             plain = model(x)
     assert blocks == 8
-    assert counting.calls["cbam_gates"] == blocks
-    # each block applies CBAM's gates with its shortcut add and ReLU in one pass (attnzoo.surgery.resnet)
-    assert counting.calls["gate_add_relu_"] == blocks
+    # each block folds its last BatchNorm in and applies CBAM's gates with its shortcut add and ReLU in one
+    # call (attnzoo.surgery.resnet)
+    assert counting.calls["cbam_bn_tail_"] == blocks
+    assert counting.calls["cbam_gates"] + counting.calls["gate_add_relu_"] == 0
     assert counting.calls["gate"] + counting.calls["gate_"] == 0
     assert_close(fused, plain)
     assert_attention_matters(model, x)
@@ -620,7 +649,7 @@ def test_torch_routes_turns_the_kernels_off_within_its_block_only(counting):
             plain = model(x)
         assert not counting.calls, "an operator ran inside torch_routes()"
         fused = model(x)
-    assert counting.calls["gate_add_relu_"] == 8
+    assert counting.calls["cbam_bn_tail_"] == 8
     assert_close(fused, plain)
 
 

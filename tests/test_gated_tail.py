@@ -3,10 +3,10 @@ exact, and CBAM trains on the fused kernels (KernelCbam) with the plain route's 
 
 Surgery gives timm's BasicBlock/Bottleneck the class GatedTailBasicBlock/GatedTailBottleneck when the
 attention offers ``fusable_gates``; in eager eval no-grad inference that block applies the gates, the
-shortcut add and the ReLU in one kernel call (``gate_add_relu_``), and with SE the whole tail after the last
-convolution, its eval BatchNorm folded in, is one call (``se_bn_tail_``). Every comparison here is against
-timm's own forward of the same weights (the block's class reverted) or the plain torch route, on models
-whose attention is shown to change the output.
+shortcut add and the ReLU in one kernel call (``gate_add_relu_``), and with SE or CBAM the whole tail after
+the last convolution, its eval BatchNorm folded in, is one call (``se_bn_tail_``, ``cbam_bn_tail_``). Every
+comparison here is against timm's own forward of the same weights (the block's class reverted) or the plain
+torch route, on models whose attention is shown to change the output.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from attention_helpers import (
     randomized_attention,
     wake,
 )
+from attnzoo.attention.cbam import Cbam
 from attnzoo.attention.fused import KernelCbam
 from attnzoo.attention.se import SqueezeExcite
 from attnzoo.models import build_model
@@ -44,13 +45,14 @@ BASES = ["resnet18", "resnet10t", "resnet26d", "resnet50"]
 TAIL_ATTENTIONS = ["se", "cbam", "cbam_channel", "cbam_spatial"]
 NOT_FUSABLE = ["eca", "coord", "simam", "mhsa"]
 GATED = (GatedTailBasicBlock, GatedTailBottleneck)
-TAIL_OPS = ("gate_add_relu_", "se_bn_tail_")  # the one-pass tails: after the last BN, or with it folded in
+FOLDED_TAILS = {"se": "se_bn_tail_", "cbam": "cbam_bn_tail_"}  # attentions whose tail folds the last BN in
+TAIL_OPS = ("gate_add_relu_", *FOLDED_TAILS.values())  # the one-pass tails: after the last BN, or with it folded in
 
 
 def tail_op(attn: str) -> str:
-    """The operator of each block's one-pass tail: SE's folds the last BN in (``se_bn_tail_``), CBAM's gates
-    the BN's output (``gate_add_relu_``)."""
-    return "se_bn_tail_" if attn == "se" else "gate_add_relu_"
+    """The operator of each block's one-pass tail: SE's and CBAM's fold the last BN in, the parts of CBAM
+    gate the BN's output (``gate_add_relu_``)."""
+    return FOLDED_TAILS.get(attn, "gate_add_relu_")
 
 
 def one_pass_tails(counting) -> int:
@@ -113,7 +115,7 @@ def test_gated_tail_gives_timms_logits_and_takes_one_call_per_block(counting, ba
     with plain_route():
         plain = logits(model, x)
     timms = logits(reverted(model), x)
-    if attn == "se":  # the folded BN rounds otherwise than timm's BN; then the same function
+    if attn in FOLDED_TAILS:  # the folded BN may round otherwise than timm's BN; then the same function
         assert_equal_to_rounding(fused, timms)
     else:  # the same gates, then the same products, add and ReLU per element
         assert torch.equal(fused, timms)
@@ -131,12 +133,15 @@ def assert_batch_norm_is_not_the_identity(bn: nn.Module) -> None:
 
 @pytest.fixture
 def folded(monkeypatch) -> collections.Counter[int]:
-    """How often each SE module (by id) was asked for its BN-folded tail (``batch_norm_tail``)."""
+    """How often each SE or CBAM module (by id) was asked for its BN-folded tail (``batch_norm_tail``)."""
     asked: collections.Counter[int] = collections.Counter()
-    original = SqueezeExcite.batch_norm_tail
-    monkeypatch.setattr(
-        SqueezeExcite, "batch_norm_tail", lambda self, *args: asked.update([id(self)]) or original(self, *args)
-    )
+    for attention in (SqueezeExcite, Cbam):
+        original = attention.batch_norm_tail
+        monkeypatch.setattr(
+            attention,
+            "batch_norm_tail",
+            lambda self, *args, original=original: asked.update([id(self)]) or original(self, *args),
+        )
     return asked
 
 
@@ -158,13 +163,30 @@ def test_se_tail_folds_the_last_batchnorm_in_and_gives_timms_seresnet_logits(cou
     assert_attention_matters(model, x)
 
 
+@pytest.mark.parametrize("base", ["resnet18", "resnet50"])
+def test_cbam_tail_folds_the_last_batchnorm_in_and_gives_the_unfolded_tails_logits(counting, folded, base):
+    """The fold computes bn(x) as ATen's eval BatchNorm rounds it, and then CBAM's gates as the unfolded
+    route does: the same bits as timm's forward of the block, which runs the BN and then this CBAM."""
+    model = gated_model(base, "cbam")
+    blocks = tail_blocks(model)
+    for block in blocks:
+        assert_batch_norm_is_not_the_identity(last_bn(block))
+    x = torch.randn(2, 3, 64, 64)
+    ours = logits(model, x)
+    assert folded == collections.Counter(id(block.se) for block in blocks)
+    assert counting.calls["cbam_bn_tail_"] == len(blocks) > 0
+    assert counting.calls["cbam_gates"] == counting.calls["gate_add_relu_"] == 0
+    assert torch.equal(ours, logits(reverted(model), x))
+    assert_attention_matters(model, x)
+
+
 def block_input(block: nn.Module, shape: tuple[int, ...] = (2, 16, 16)) -> torch.Tensor:
     """A non-negative feature map (as after a ReLU) for ``block``: ``shape`` is (batch, height, width)."""
     batch, height, width = shape
     return torch.randn(batch, block.conv1.in_channels, height, width).relu()
 
 
-# (batch, height, width) of resnet18's layer1[1] (64 channels); se_bn_tail takes images in chunks of 4 MiB
+# (batch, height, width) of resnet18's layer1[1] (64 channels); the folded tails take images in chunks of 4 MiB
 CHUNKS = [
     (1, 8, 8),  # one image
     (3, 5, 7),  # 35 positions: not a multiple of the vector width
@@ -175,23 +197,25 @@ CHUNKS = [
 
 
 @pytest.mark.parametrize("shape", CHUNKS, ids=[f"{b}x{h}x{w}" for b, h, w in CHUNKS])
-def test_se_tail_gives_the_plain_routes_block_output_in_chunks_of_images(counting, shape):
-    block = gated_model("resnet18", "se").layer1[1]
+@pytest.mark.parametrize("attn", FOLDED_TAILS)
+def test_folded_tail_gives_the_plain_routes_block_output_in_chunks_of_images(counting, attn, shape):
+    block = gated_model("resnet18", attn).layer1[1]
     x = block_input(block, shape)
     fused = logits(block, x)
-    assert counting.calls["se_bn_tail_"] == 1
+    assert counting.calls[FOLDED_TAILS[attn]] == 1
     with plain_route():
         assert_equal_to_rounding(fused, logits(block, x))
     assert_attention_matters(block, x)
 
 
 @pytest.mark.parametrize(("batch", "size"), [(1, 64), (3, 64), (3, 224)])
-def test_se_tail_gives_the_plain_routes_logits_at_any_batch_and_size(counting, batch, size):
-    """At 224 a chunk of se_bn_tail holds 5 images in layer1, at 64 all of them."""
-    model = gated_model("resnet18", "se")
+@pytest.mark.parametrize("attn", FOLDED_TAILS)
+def test_folded_tail_gives_the_plain_routes_logits_at_any_batch_and_size(counting, attn, batch, size):
+    """At 224 a chunk of a folded tail holds 5 images in layer1, at 64 all of them."""
+    model = gated_model("resnet18", attn)
     x = torch.randn(batch, 3, size, size)
     fused = logits(model, x)
-    assert counting.calls["se_bn_tail_"] == len(tail_blocks(model))
+    assert counting.calls[FOLDED_TAILS[attn]] == len(tail_blocks(model))
     with plain_route():
         assert_equal_to_rounding(fused, logits(model, x))
     assert_attention_matters(model, x)
@@ -211,8 +235,9 @@ def random_batch_norm(channels: int, **kwargs) -> nn.BatchNorm2d:
 
 @pytest.mark.parametrize("kwargs", [dict(affine=False), dict(eps=0.5)], ids=["without_affine", "eps_0.5"])
 @pytest.mark.parametrize("base", ["resnet18", "resnet50"])
-def test_se_tail_folds_any_eval_batchnorm2d(counting, base, kwargs):
-    model = gated_model(base, "se")
+@pytest.mark.parametrize("attn", FOLDED_TAILS)
+def test_folded_tail_folds_any_eval_batchnorm2d(counting, attn, base, kwargs):
+    model = gated_model(base, attn)
     block = model.layer2[0]
     x = torch.randn(2, 3, 64, 64)
     before = logits(model, x)
@@ -221,23 +246,27 @@ def test_se_tail_folds_any_eval_batchnorm2d(counting, base, kwargs):
     setattr(block, last_bn_name(block), bn)
     counting.calls.clear()
     fused = logits(model, x)
-    assert counting.calls["se_bn_tail_"] == len(tail_blocks(model))
+    assert counting.calls[FOLDED_TAILS[attn]] == len(tail_blocks(model))
     with plain_route():
         assert_equal_to_rounding(fused, logits(model, x))
     assert (fused - before).abs().max() > 1e-3  # the new BN changed the logits
     assert_attention_matters(model, x)
 
 
-def test_se_tail_folds_with_the_identity_initialised_gate(counting):
-    """gate_init="identity" makes the gate 2 * sigmoid: se_bn_tail's gain 2."""
+@pytest.mark.parametrize("attn", FOLDED_TAILS)
+def test_folded_tail_folds_with_the_identity_initialised_gate(counting, attn):
+    """gate_init="identity" makes each gate 2 * sigmoid: the folded tail's gains 2."""
     torch.manual_seed(0)
-    model = wake(build_model("resnet18", attention="se", attn_kwargs=dict(gate_init="identity"))).eval()
+    model = build_model("resnet18", attention=attn, attn_kwargs=dict(gate_init="identity"))
     with torch.no_grad():
-        for block in tail_blocks(model):  # the initialisation zeroes fc2: make the gate vary
-            block.se.fc2.weight.normal_(0, 0.3)
+        for block in tail_blocks(model):  # the initialisation zeroes fc2 (and CBAM's spatial BN): make gates vary
+            for name, param in block.se.named_parameters():
+                if "fc2" in name:
+                    param.normal_(0, 0.3)
+    model = wake(model).eval()
     x = torch.randn(2, 3, 64, 64)
     fused = logits(model, x)
-    assert counting.calls["se_bn_tail_"] == len(tail_blocks(model)) > 0
+    assert counting.calls[FOLDED_TAILS[attn]] == len(tail_blocks(model)) > 0
     with plain_route():
         assert_equal_to_rounding(fused, logits(model, x))
     assert_attention_matters(model, x)
@@ -262,12 +291,13 @@ POISONS = {
 
 
 @pytest.mark.parametrize("poison", POISONS)
-def test_se_tail_propagates_nan_and_inf_as_the_plain_route(counting, poison):
+@pytest.mark.parametrize("attn", FOLDED_TAILS)
+def test_folded_tail_propagates_nan_and_inf_as_the_plain_route(counting, attn, poison):
     poisoned, nan_images = POISONS[poison]
-    model = gated_model("resnet18", "se")
+    model = gated_model("resnet18", attn)
     x = poisoned(model, torch.randn(2, 3, 64, 64))
     fused = logits(model, x)
-    assert counting.calls["se_bn_tail_"] == len(tail_blocks(model))
+    assert counting.calls[FOLDED_TAILS[attn]] == len(tail_blocks(model))
     with plain_route():
         plain = logits(model, x)
     nan_images = torch.tensor(nan_images)
@@ -314,6 +344,11 @@ def hooked_drop_path(block: nn.Module) -> None:
     block.drop_path.register_forward_hook(scaled_output)
 
 
+def excitation(block: nn.Module) -> nn.Module:
+    """The block's excitation MLP: SE itself, or CBAM's channel gate."""
+    return block.se.channel if isinstance(block.se, Cbam) else block.se
+
+
 # condition -> (its change to the block; gate_add_relu_ calls: 1 where the block runs its BN and then the gated
 # tail, 0 where it runs timm's forward)
 FOLD_DECLINED = {
@@ -323,22 +358,29 @@ FOLD_DECLINED = {
     "bn_without_running_stats": (lambda block: replaced_last_bn(block, without_running_stats), 1),
     "bn_subclass": (lambda block: replaced_last_bn(block, subclassed), 1),
     "group_norm": (lambda block: replaced_last_bn(block, group_norm), 1),
-    "se_with_silu": (lambda block: setattr(block.se, "act", nn.SiLU()), 1),  # the C++ MLP has a ReLU
-    "se_hooked": (lambda block: block.se.register_forward_hook(scaled_output), 0),
-    "se_fc1_hooked": (lambda block: block.se.fc1.register_forward_hook(scaled_output), 0),
+    "mlp_with_silu": (lambda block: setattr(excitation(block), "act", nn.SiLU()), 1),  # the C++ MLP has a ReLU
+    "attention_hooked": (lambda block: block.se.register_forward_hook(scaled_output), 0),
+    "fc1_hooked": (lambda block: excitation(block).fc1.register_forward_hook(scaled_output), 0),
     "act_hooked": (lambda block: last_act(block).register_forward_hook(scaled_output), 0),
     "drop_path_hooked": (hooked_drop_path, 0),
     "float64": (lambda block: block.double(), 0),
 }
 
 
-@pytest.mark.parametrize("condition", FOLD_DECLINED)
+# CBAM's own: its spatial BatchNorm in train mode (batch statistics, a running average to move)
+CBAM_FOLD_DECLINED = {"spatial_bn_in_train_mode": (lambda block: block.se.spatial.conv.bn.train(), 1)}
+DECLINED_CASES = [(attn, condition) for attn in FOLDED_TAILS for condition in FOLD_DECLINED] + [
+    ("cbam", condition) for condition in CBAM_FOLD_DECLINED
+]
+
+
+@pytest.mark.parametrize(("attn", "condition"), DECLINED_CASES)
 @pytest.mark.parametrize("base", ["resnet18", "resnet50"])
-def test_se_tail_does_not_fold_where_the_block_must_run_its_batchnorm(counting, base, condition):
+def test_folded_tail_is_not_taken_where_the_block_must_run_its_batchnorm(counting, base, attn, condition):
     """The block (with a downsample) runs its BN by itself, then timm's forward or the gated tail: exactly
     timm's values, which differ from the folded route's by rounding (or more, as a train-mode BN's)."""
-    change, gated_tails = FOLD_DECLINED[condition]
-    block = gated_model(base, "se").layer2[0]
+    change, gated_tails = {**FOLD_DECLINED, **CBAM_FOLD_DECLINED}[condition]
+    block = gated_model(base, attn).layer2[0]
     x = block_input(block)
     assert_attention_matters(block, x)
     change(block)
@@ -346,34 +388,36 @@ def test_se_tail_does_not_fold_where_the_block_must_run_its_batchnorm(counting, 
     timms = reverted(block)  # with the change: hooks, modes and modules are copied
     counting.calls.clear()
     out = logits(block, x)
-    assert counting.calls["se_bn_tail_"] == 0
+    assert counting.calls[FOLDED_TAILS[attn]] == 0
     assert counting.calls["gate_add_relu_"] == gated_tails
     assert torch.equal(out, logits(timms, x))
     assert torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("base", ["resnet18", "resnet50"])
-def test_a_hook_that_keeps_the_last_convolutions_output_sees_it_unchanged(counting, base):
+@pytest.mark.parametrize("attn", FOLDED_TAILS)
+def test_a_hook_that_keeps_the_last_convolutions_output_sees_it_unchanged(counting, attn, base):
     """The fold writes over the convolution's output; a hook holding that tensor must keep its values."""
-    block = gated_model(base, "se").layer2[0]
+    block = gated_model(base, attn).layer2[0]
     conv = block.conv3 if isinstance(block, Bottleneck) else block.conv2
     kept, copies = [], []
     conv.register_forward_hook(lambda m, args, out: kept.append(out) or copies.append(out.clone()))
     x = block_input(block)
     out = logits(block, x)
-    assert counting.calls["se_bn_tail_"] == 0 and counting.calls["gate_add_relu_"] == 1
+    assert counting.calls[FOLDED_TAILS[attn]] == 0 and counting.calls["gate_add_relu_"] == 1
     assert torch.equal(kept[0], copies[0])
     assert_equal_to_rounding(out, logits(reverted(block), x))
 
 
-def test_se_tail_leaves_a_float64_batchnorm_to_torchs_mixed_dtype_error(counting):
-    block = gated_model("resnet18", "se").layer2[0]
+@pytest.mark.parametrize("attn", FOLDED_TAILS)
+def test_folded_tail_leaves_a_float64_batchnorm_to_torchs_mixed_dtype_error(counting, attn):
+    block = gated_model("resnet18", attn).layer2[0]
     block.bn2.double()
     x = block_input(block)
     for run in (block, reverted(block)):
         with pytest.raises(RuntimeError, match="mixed dtype"):
             logits(run, x)
-    assert counting.calls["se_bn_tail_"] == 0
+    assert counting.calls[FOLDED_TAILS[attn]] == 0
 
 
 # --- 2. which blocks are swapped, and what a swap keeps -----------------------------------------------

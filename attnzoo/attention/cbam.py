@@ -238,16 +238,34 @@ class Cbam(nn.Module):
         ops = fusion_kernels(self, x)
         return None if ops is None else self.kernel_gates(ops, x)
 
+    def batch_norm_tail(self, x: torch.Tensor, bn: nn.BatchNorm2d, shortcut: torch.Tensor) -> torch.Tensor | None:
+        """``relu(self(bn(x)) + shortcut)`` for the holding block, written over its last convolution's output
+        ``x``, in one C++ call with ``bn`` (eval mode) folded in (see :meth:`SqueezeExcite.batch_norm_tail`);
+        None where the kernels do not take this module, ``bn`` or ``x``."""
+        arguments = self.eval_gate_arguments()
+        ops = fusion_kernels(self, x) if arguments is not None else None
+        if ops is None or kernels_for(x, bn) is None:
+            return None
+        ops.cbam_bn_tail_(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, *arguments, shortcut)
+        return x
+
     def kernel_gates(self, ops, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The channel gate (B, C) and spatial gate (B, 1, H, W) in two passes over ``x``: in one C++ call
-        where :meth:`kernel_arguments` allows and the BatchNorm is in eval mode (at batch 1 the small steps'
-        overhead is what CBAM costs)."""
-        arguments = None if self.spatial.conv.bn.training else self.kernel_arguments()
-        if arguments is not None:  # an eval-mode BatchNorm: no batch statistics, no running average to move
-            *weights, _, _, eps, spatial_gain = arguments
-            return ops.cbam_gates(x, *weights, eps, spatial_gain)
+        where :meth:`eval_gate_arguments` allows (at batch 1 the small steps' overhead is what CBAM costs)."""
+        arguments = self.eval_gate_arguments()
+        if arguments is not None:
+            return ops.cbam_gates(x, *arguments)
         c = self.channel.gate_from_pooled(*ops.channel_stats(x))
         return c, self.spatial.gate_from_maps(ops.gated_channel_stats(x, c))
+
+    def eval_gate_arguments(self) -> tuple | None:
+        """The inference operators' arguments after ``x`` (:meth:`kernel_arguments` without the running
+        average's update) where the spatial BatchNorm is in eval mode: no batch statistics, nothing to move."""
+        arguments = None if self.spatial.conv.bn.training else self.kernel_arguments()
+        if arguments is None:
+            return None
+        *weights, _, _, eps, spatial_gain = arguments
+        return (*weights, eps, spatial_gain)
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Channel gate (B, C) and the spatial gate (B, 1, H, W) it feeds."""

@@ -7,7 +7,7 @@ Blocks that receive an attention offering ``fusable_gates`` (SE, CBAM and its pa
 :class:`GatedTailBasicBlock` / :class:`GatedTailBottleneck`: the same modules and state dict, timm's
 forward, plus eager inference routes that apply the attention's gates, the shortcut add and the ReLU in
 one pass over the feature map (:func:`gated_residual_tail`) where timm's forward makes three (gating,
-add, ReLU), and for SE fold the last BN in as well (:func:`batch_norm_folded_tail`). Tracers, exporters
+add, ReLU), and for SE and CBAM fold the last BN in as well (:func:`batch_norm_folded_tail`). Tracers, exporters
 and compilers see timm's forward.
 """
 
@@ -36,7 +36,7 @@ def batch_norm_folded_tail(
     block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor, conv: nn.Module, bn: nn.Module, act: nn.Module
 ) -> torch.Tensor | None:
     """``act(se(bn(x)) + shortcut)`` from the last convolution's output ``x`` in one C++ call with the eval
-    BatchNorm folded in, written over ``x``, where the attention offers it (``batch_norm_tail``: SE); None
+    BatchNorm folded in, written over ``x``, where the attention offers it (``batch_norm_tail``: SE, CBAM); None
     where the block must run its BN and then its gated tail. A hook on ``conv`` may keep ``x``: then no."""
     if not hasattr(block.se, "batch_norm_tail") or not one_pass_fits(block, x, shortcut, act):
         return None

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <tuple>
 
 namespace {
@@ -55,14 +56,43 @@ inline float nan_max(float a, float b) { return (std::isnan(a) || a > b) ? a : b
 // ReLU that keeps NaN, as torch.relu does
 inline float relu_keeping_nan(float v) { return v > 0.f || std::isnan(v) ? v : 0.f; }
 
-// Sum and max of one row of n floats, one read: two independent vector accumulators each (explicit: the
-// compiler may not reorder a float sum on its own). The max is skipped where the caller does not want it.
-template <bool kWithMax>
-inline void row_sum_max(const float* row, int64_t n, float& sum_out, float& max_out) {
+// What a kernel reads from x: the stored value (NoFold), or bn(x) for a block's eval BatchNorm folded to a
+// per-channel scale and shift (BnFold: the block tails below, which run the BN inside the attention's passes).
+// bn(x) = fma(x, scale, shift) is rounded as ATen's eval BatchNorm rounds it (an explicit fused multiply-add; the
+// build turns off the compiler's own contraction), so a folded tail computes the unfolded tail's values exactly.
+struct Stored {
+  float operator()(float v) const { return v; }
+  Floats operator()(Floats v) const { return v; }
+};
+
+struct Affine {
+  float scale, shift;
+  float operator()(float v) const { return std::fma(v, scale, shift); }
+  Floats operator()(Floats v) const {
+    for (int k = 0; k < kLanes; ++k) v[k] = std::fma(v[k], scale, shift);
+    return v;
+  }
+};
+
+struct NoFold {
+  Stored channel(int64_t) const { return {}; }
+};
+
+struct BnFold {
+  const float* scale;
+  const float* shift;
+  Affine channel(int64_t c) const { return {scale[c], shift[c]}; }
+};
+
+// Sum and max of value(row[p]) over one row of n floats, one read: two independent vector accumulators each
+// (explicit: the compiler may not reorder a float sum on its own). The max is skipped where the caller does not
+// want it.
+template <bool kWithMax, class Value>
+inline void row_sum_max(const float* row, int64_t n, Value value, float& sum_out, float& max_out) {
   Floats sum0 = {}, sum1 = {}, top0 = negative_infinity(), top1 = negative_infinity();
   int64_t p = 0;
   for (; p + 2 * kLanes <= n; p += 2 * kLanes) {
-    const Floats a = load(row + p), b = load(row + p + kLanes);
+    const Floats a = value(load(row + p)), b = value(load(row + p + kLanes));
     sum0 += a;
     sum1 += b;
     if constexpr (kWithMax) {
@@ -71,7 +101,7 @@ inline void row_sum_max(const float* row, int64_t n, float& sum_out, float& max_
     }
   }
   if (p + kLanes <= n) {
-    const Floats a = load(row + p);
+    const Floats a = value(load(row + p));
     sum0 += a;
     if constexpr (kWithMax) top0 = a > top0 ? a : top0;
     p += kLanes;
@@ -80,8 +110,9 @@ inline void row_sum_max(const float* row, int64_t n, float& sum_out, float& max_
   if constexpr (kWithMax) top0 = top1 > top0 ? top1 : top0;
   float sum = 0.f, top = -std::numeric_limits<float>::infinity();
   for (; p < n; ++p) {
-    sum += row[p];
-    if constexpr (kWithMax) top = row[p] > top ? row[p] : top;
+    const float v = value(row[p]);
+    sum += v;
+    if constexpr (kWithMax) top = v > top ? v : top;
   }
   for (int k = 0; k < kLanes; ++k) {
     sum += sum0[k];
@@ -89,22 +120,21 @@ inline void row_sum_max(const float* row, int64_t n, float& sum_out, float& max_
   }
   if constexpr (kWithMax) {
     if (std::isnan(sum)) {  // rare: find out whether a NaN (not inf - inf) caused it
-      for (int64_t q = 0; q < n; ++q) top = nan_max(top, row[q]);
+      for (int64_t q = 0; q < n; ++q) top = nan_max(top, value(row[q]));
     }
   }
   sum_out = sum;
   max_out = top;
 }
 
-// Per (batch, channel): mean (and max) over positions, one parallel read of x, into (B, C) tensors.
-template <bool kWithMax>
-void plane_stats(const at::Tensor& x, float* mean_out, float* peak_out) {
-  const int64_t planes = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
-  const float* src = x.data_ptr<float>();
-  at::parallel_for(0, planes, grain_for(hw), [&](int64_t begin, int64_t end) {
+// Per (image, channel) plane of `images` images from src: mean (and max) over positions, one parallel read.
+template <bool kWithMax, class Fold>
+void plane_stats(const float* src, int64_t images, int64_t channels, int64_t hw, Fold fold, float* mean_out,
+                 float* peak_out) {
+  at::parallel_for(0, images * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       float sum, top;
-      row_sum_max<kWithMax>(src + plane * hw, hw, sum, top);
+      row_sum_max<kWithMax>(src + plane * hw, hw, fold.channel(plane % channels), sum, top);
       mean_out[plane] = sum / static_cast<float>(hw);
       if constexpr (kWithMax) peak_out[plane] = top;
     }
@@ -115,22 +145,18 @@ std::tuple<at::Tensor, at::Tensor> channel_stats(const at::Tensor& x) {
   check_nchw(x, "channel_stats");
   auto mean = at::empty({x.size(0), x.size(1)}, x.options());
   auto peak = at::empty({x.size(0), x.size(1)}, x.options());
-  plane_stats<true>(x, mean.data_ptr<float>(), peak.data_ptr<float>());
+  plane_stats<true>(x.data_ptr<float>(), x.size(0), x.size(1), x.size(2) * x.size(3), NoFold{}, mean.data_ptr<float>(),
+                   peak.data_ptr<float>());
   return {mean, peak};
 }
 
-// Per (batch, position): mean and max over channels of x * gate, stacked as (B, 2, H, W), one read of x.
-at::Tensor gated_channel_stats(const at::Tensor& x, const at::Tensor& gate) {
-  check_nchw(x, "gated_channel_stats");
-  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
-  const at::Tensor gate_values =
-      small_operand(gate, batch * channels, "gated_channel_stats: the gate must hold one float32 per (batch, channel)");
-  auto out = at::empty({batch, 2, x.size(2), x.size(3)}, x.options());
-  const float* src = x.data_ptr<float>();
-  const float* g = gate_values.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
+// Per (image, position) of `images` images from src: mean and max over channels of value(x) * gate, stacked as
+// (images, 2, H, W) into dst, one parallel read.
+template <class Fold>
+void gated_channel_stats_into(const float* src, int64_t images, int64_t channels, int64_t hw, const float* g,
+                              Fold fold, float* dst) {
   const int64_t chunks = (hw + kPixelChunk - 1) / kPixelChunk;
-  at::parallel_for(0, batch * chunks, grain_for(kPixelChunk * channels), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, images * chunks, grain_for(kPixelChunk * channels), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / chunks, p0 = (task % chunks) * kPixelChunk, n = std::min(kPixelChunk, hw - p0);
       float* __restrict sum = dst + (b * 2) * hw + p0;
@@ -142,10 +168,11 @@ at::Tensor gated_channel_stats(const at::Tensor& x, const at::Tensor& gate) {
       for (; c + 4 <= channels; c += 4) {
         const float w0 = g[b * channels + c], w1 = g[b * channels + c + 1], w2 = g[b * channels + c + 2],
                     w3 = g[b * channels + c + 3];
+        const auto f0 = fold.channel(c), f1 = fold.channel(c + 1), f2 = fold.channel(c + 2), f3 = fold.channel(c + 3);
         const float* __restrict r0 = src + (b * channels + c) * hw + p0;
         const float *__restrict r1 = r0 + hw, *__restrict r2 = r1 + hw, *__restrict r3 = r2 + hw;
         for (int64_t p = 0; p < n; ++p) {
-          const float v0 = r0[p] * w0, v1 = r1[p] * w1, v2 = r2[p] * w2, v3 = r3[p] * w3;
+          const float v0 = f0(r0[p]) * w0, v1 = f1(r1[p]) * w1, v2 = f2(r2[p]) * w2, v3 = f3(r3[p]) * w3;
           sum[p] += (v0 + v1) + (v2 + v3);
           const float m01 = v0 > v1 ? v0 : v1, m23 = v2 > v3 ? v2 : v3, m = m01 > m23 ? m01 : m23;
           top[p] = m > top[p] ? m : top[p];
@@ -153,22 +180,71 @@ at::Tensor gated_channel_stats(const at::Tensor& x, const at::Tensor& gate) {
       }
       for (; c < channels; ++c) {
         const float w = g[b * channels + c];
+        const auto f = fold.channel(c);
         const float* row = src + (b * channels + c) * hw + p0;
         for (int64_t p = 0; p < n; ++p) {
-          const float v = row[p] * w;
+          const float v = f(row[p]) * w;
           sum[p] += v;
           top[p] = v > top[p] ? v : top[p];
         }
       }
       for (int64_t p = 0; p < n; ++p) {
         if (std::isnan(sum[p])) {  // rare: propagate a NaN into the max as torch.amax does
-          for (int64_t c = 0; c < channels; ++c) top[p] = nan_max(top[p], src[(b * channels + c) * hw + p0 + p] * g[b * channels + c]);
+          for (int64_t c = 0; c < channels; ++c) {
+            top[p] = nan_max(top[p], fold.channel(c)(src[(b * channels + c) * hw + p0 + p]) * g[b * channels + c]);
+          }
         }
         sum[p] /= static_cast<float>(channels);
       }
     }
   });
+}
+
+at::Tensor gated_channel_stats(const at::Tensor& x, const at::Tensor& gate) {
+  check_nchw(x, "gated_channel_stats");
+  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
+  const at::Tensor gate_values =
+      small_operand(gate, batch * channels, "gated_channel_stats: the gate must hold one float32 per (batch, channel)");
+  auto out = at::empty({batch, 2, x.size(2), x.size(3)}, x.options());
+  gated_channel_stats_into(x.data_ptr<float>(), batch, channels, hw, gate_values.data_ptr<float>(), NoFold{},
+                           out.data_ptr<float>());
   return out;
+}
+
+// value(x) * g[b, c] (* s[b, p]) (+ r, then ReLU) for `images` images from src, written into dst (which may be
+// src); s and r may be null.
+template <class Fold>
+void gate_rows(const float* src, int64_t images, int64_t channels, int64_t hw, Fold fold, const float* g,
+               const float* s, const float* r, bool relu, float* dst) {
+  at::parallel_for(0, images * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float w = g[plane];
+      const auto f = fold.channel(plane % channels);
+      const float* row = src + plane * hw;
+      const float* srow = s ? s + (plane / channels) * hw : nullptr;
+      const float* rrow = r ? r + plane * hw : nullptr;
+      float* orow = dst + plane * hw;
+      if (srow && rrow) {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) {
+          const float v = f(row[p]) * w * srow[p] + rrow[p];
+          orow[p] = relu ? relu_keeping_nan(v) : v;
+        }
+      } else if (srow) {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) orow[p] = f(row[p]) * w * srow[p];
+      } else if (rrow) {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) {
+          const float v = f(row[p]) * w + rrow[p];
+          orow[p] = relu ? relu_keeping_nan(v) : v;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t p = 0; p < hw; ++p) orow[p] = f(row[p]) * w;
+      }
+    }
+  });
 }
 
 // x * channel_gate[b, c] (* spatial_gate[b, p]) (+ residual, then ReLU), written into out (which may be x).
@@ -191,37 +267,8 @@ void gate_kernel(const at::Tensor& x, const at::Tensor& channel_gate, const c10:
     TORCH_CHECK(residual->sizes() == x.sizes(), "gate: the residual must have the input's shape");
     r = residual->data_ptr<float>();
   }
-  const float* src = x.data_ptr<float>();
-  const float* g = channel_values.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
-  at::parallel_for(0, batch * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const float w = g[plane];
-      const float* row = src + plane * hw;
-      const float* srow = s ? s + (plane / channels) * hw : nullptr;
-      const float* rrow = r ? r + plane * hw : nullptr;
-      float* orow = dst + plane * hw;
-      if (srow && rrow) {
-#pragma omp simd
-        for (int64_t p = 0; p < hw; ++p) {
-          const float v = row[p] * w * srow[p] + rrow[p];
-          orow[p] = relu ? relu_keeping_nan(v) : v;
-        }
-      } else if (srow) {
-#pragma omp simd
-        for (int64_t p = 0; p < hw; ++p) orow[p] = row[p] * w * srow[p];
-      } else if (rrow) {
-#pragma omp simd
-        for (int64_t p = 0; p < hw; ++p) {
-          const float v = row[p] * w + rrow[p];
-          orow[p] = relu ? relu_keeping_nan(v) : v;
-        }
-      } else {
-#pragma omp simd
-        for (int64_t p = 0; p < hw; ++p) orow[p] = row[p] * w;
-      }
-    }
-  });
+  gate_rows(x.data_ptr<float>(), batch, channels, hw, NoFold{}, channel_values.data_ptr<float>(), s, r, relu,
+            out.data_ptr<float>());
 }
 
 at::Tensor gate_(at::Tensor x, const at::Tensor& channel_gate, const c10::optional<at::Tensor>& spatial_gate) {
@@ -445,137 +492,38 @@ struct SeGate {
   at::Tensor pooled, hidden, sig, gate;  // (B, C), (B, R), (B, C), (B, C, 1, 1)
 };
 
-SeGate se_gate_parts(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                     const at::Tensor& b2, double gain) {
-  check_excitation(x, w1, b1, w2, b2, "squeeze-excitation");
-  const int64_t batch = x.size(0), channels = x.size(1);
+// The gate of `images` images from src (value(x) through fold), tensors with the options of `like`.
+template <class Fold>
+SeGate se_gate_of(const float* src, int64_t images, int64_t channels, int64_t hw, Fold fold, const at::Tensor& w1,
+                  const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, double gain,
+                  const at::TensorOptions& like) {
   SeGate g;
-  g.pooled = at::empty({batch, channels}, x.options());
-  g.hidden = at::empty({batch, w1.size(0)}, x.options());
-  g.sig = at::empty({batch, channels}, x.options());
-  g.gate = at::empty({batch, channels, 1, 1}, x.options());
-  plane_stats<false>(x, g.pooled.data_ptr<float>(), nullptr);
-  dense(g.pooled.data_ptr<float>(), batch, w1, b1, /*relu=*/true, g.hidden.data_ptr<float>());
+  g.pooled = at::empty({images, channels}, like);
+  g.hidden = at::empty({images, w1.size(0)}, like);
+  g.sig = at::empty({images, channels}, like);
+  g.gate = at::empty({images, channels, 1, 1}, like);
+  plane_stats<false>(src, images, channels, hw, fold, g.pooled.data_ptr<float>(), nullptr);
+  dense(g.pooled.data_ptr<float>(), images, w1, b1, /*relu=*/true, g.hidden.data_ptr<float>());
   float* sig = g.sig.data_ptr<float>();
-  dense(g.hidden.data_ptr<float>(), batch, w2, b2, /*relu=*/false, sig);
+  dense(g.hidden.data_ptr<float>(), images, w2, b2, /*relu=*/false, sig);
   float* gate = g.gate.data_ptr<float>();
-  for (int64_t i = 0; i < batch * channels; ++i) {
+  for (int64_t i = 0; i < images * channels; ++i) {
     sig[i] = sigmoid(sig[i]);
     gate[i] = static_cast<float>(gain) * sig[i];
   }
   return g;
 }
 
+SeGate se_gate_parts(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                     const at::Tensor& b2, double gain) {
+  check_excitation(x, w1, b1, w2, b2, "squeeze-excitation");
+  return se_gate_of(x.data_ptr<float>(), x.size(0), x.size(1), x.size(2) * x.size(3), NoFold{}, w1, b1, w2, b2, gain,
+                    x.options());
+}
+
 at::Tensor se_gate(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                    const at::Tensor& b2, double gain) {
   return se_gate_parts(x, w1, b1, w2, b2, gain).gate;
-}
-
-// ---- A residual block's whole tail after its last convolution, in eval mode ----
-// relu(se(bn(x)) + residual) with the eval BatchNorm folded in (per channel, bn(x) = x * scale + shift), written
-// over x. Where the block's eager tail makes three passes over the feature map after the convolution (BN; SE's
-// pooling; gating with the residual add and ReLU) and allocates the BN's output, this makes two, a few images
-// at a time, so the second pass re-reads what the first just brought into the cache rather than memory.
-
-constexpr int64_t kTailChunkBytes = int64_t{4} << 20;  // images per chunk: well inside a last-level cache
-
-// Per channel: the eval BatchNorm as scale and shift (weight / sqrt(var + eps), bias - mean * scale), and
-// bn(x) = fma(x, scale, shift), rounded as ATen's eval BatchNorm rounds them (an explicit fused multiply-add;
-// the build turns off the compiler's own contraction).
-std::tuple<at::Tensor, at::Tensor> folded_batch_norm(const c10::optional<at::Tensor>& weight,
-                                                     const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
-                                                     const at::Tensor& var, double eps, int64_t channels) {
-  for (const at::Tensor* t : {&mean, &var}) {
-    TORCH_CHECK(t->numel() == channels && t->scalar_type() == at::kFloat && t->device().is_cpu(),
-                "folded BatchNorm: expects float32 CPU running statistics, one per channel");
-  }
-  auto scale = at::empty({channels}, mean.options());
-  auto shift = at::empty({channels}, mean.options());
-  const at::Tensor m = mean.contiguous(), v = var.contiguous();
-  const at::Tensor w = weight.has_value() ? weight->contiguous() : at::ones({channels}, mean.options());
-  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::zeros({channels}, mean.options());
-  TORCH_CHECK(w.numel() == channels && b.numel() == channels && w.scalar_type() == at::kFloat &&
-                  b.scalar_type() == at::kFloat,
-              "folded BatchNorm: expects float32 affine parameters, one per channel");
-  const float *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>(), *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
-  float *sp = scale.data_ptr<float>(), *hp = shift.data_ptr<float>();
-  for (int64_t c = 0; c < channels; ++c) {
-    sp[c] = wp[c] * (1.f / std::sqrt(vp[c] + static_cast<float>(eps)));
-    hp[c] = std::fma(-mp[c], sp[c], bp[c]);
-  }
-  return {scale, shift};
-}
-
-// Sum of bn(row[p]) = fma(row[p], scale, shift) over a row of n floats (two vector accumulators, as row_sum_max).
-inline float affine_row_sum(const float* row, int64_t n, float scale, float shift) {
-  Floats sum0 = {}, sum1 = {};
-  int64_t p = 0;
-  for (; p + 2 * kLanes <= n; p += 2 * kLanes) {
-    for (int k = 0; k < kLanes; ++k) {
-      sum0[k] += std::fma(row[p + k], scale, shift);
-      sum1[k] += std::fma(row[p + kLanes + k], scale, shift);
-    }
-  }
-  sum0 += sum1;
-  float sum = 0.f;
-  for (; p < n; ++p) sum += std::fma(row[p], scale, shift);
-  for (int k = 0; k < kLanes; ++k) sum += sum0[k];
-  return sum;
-}
-
-// Per (image, channel) of images [first, first + images): the mean of x * scale[c] + shift[c] over positions.
-void affine_means(const float* src, int64_t first, int64_t images, int64_t channels, int64_t hw,
-                  const float* scale, const float* shift, float* out) {
-  at::parallel_for(0, images * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t c = i % channels;
-      out[i] = affine_row_sum(src + (first * channels + i) * hw, hw, scale[c], shift[c]) / static_cast<float>(hw);
-    }
-  });
-}
-
-// relu((x * scale[c] + shift[c]) * gate[b, c] + residual) for images [first, first + images), over x.
-void affine_gate_add_relu(float* x, const float* res, int64_t first, int64_t images, int64_t channels, int64_t hw,
-                          const float* scale, const float* shift, const float* gate) {
-  at::parallel_for(0, images * channels, grain_for(hw), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t c = i % channels, offset = (first * channels + i) * hw;
-      const float a = scale[c], t = shift[c], g = gate[i];
-      const float* rrow = res + offset;
-      float* row = x + offset;
-#pragma omp simd
-      for (int64_t p = 0; p < hw; ++p) row[p] = relu_keeping_nan(std::fma(row[p], a, t) * g + rrow[p]);
-    }
-  });
-}
-
-void se_bn_tail_(const at::Tensor& x, const c10::optional<at::Tensor>& bn_weight,
-                 const c10::optional<at::Tensor>& bn_bias, const at::Tensor& bn_mean, const at::Tensor& bn_var,
-                 double bn_eps, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
-                 double gain, const at::Tensor& residual) {
-  check_excitation(x, w1, b1, w2, b2, "se_bn_tail_");
-  check_nchw(residual, "se_bn_tail_ residual");
-  TORCH_CHECK(residual.sizes() == x.sizes(), "se_bn_tail_: the residual must have the input's shape");
-  const int64_t batch = x.size(0), channels = x.size(1), hw = x.size(2) * x.size(3);
-  const auto [scale, shift] = folded_batch_norm(bn_weight, bn_bias, bn_mean, bn_var, bn_eps, channels);
-  const float *sp = scale.data_ptr<float>(), *hp = shift.data_ptr<float>();
-  const int64_t chunk = std::min(batch, std::max<int64_t>(1, kTailChunkBytes / std::max<int64_t>(1, channels * hw * 4)));
-  auto pooled = at::empty({chunk, channels}, x.options());
-  auto hidden = at::empty({chunk, w1.size(0)}, x.options());
-  auto gate = at::empty({chunk, channels}, x.options());
-  // in place: a fresh output costs its page faults on every call (tens of MB at batch 8), and the caller
-  // hands over a convolution's output that nothing else reads
-  float* src = x.data_ptr<float>();
-  const float* res = residual.data_ptr<float>();
-  float *pp = pooled.data_ptr<float>(), *gp = gate.data_ptr<float>();
-  for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
-    const int64_t images = std::min(chunk, batch - b0);
-    affine_means(src, b0, images, channels, hw, sp, hp, pp);
-    dense(pp, images, w1, b1, /*relu=*/true, hidden.data_ptr<float>());
-    dense(hidden.data_ptr<float>(), images, w2, b2, /*relu=*/false, gp);
-    for (int64_t i = 0; i < images * channels; ++i) gp[i] = static_cast<float>(gain) * sigmoid(gp[i]);
-    affine_gate_add_relu(src, res, b0, images, channels, hw, sp, hp, gp);
-  }
 }
 
 // ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
@@ -656,27 +604,35 @@ struct ChannelGate {
   at::Tensor stacked, hidden, sig, gate;  // (2B, C), (2B, R), (B, C), (B, C)
 };
 
-ChannelGate channel_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
-                               const at::Tensor& fc2_w, const at::Tensor& fc2_b, double gain) {
-  check_excitation(x, fc1_w, fc1_b, fc2_w, fc2_b, "CBAM");
-  const int64_t batch = x.size(0), channels = x.size(1);
+// The gate of `images` images from src (value(x) through fold), tensors with the options of `like`.
+template <class Fold>
+ChannelGate channel_gate_of(const float* src, int64_t images, int64_t channels, int64_t hw, Fold fold,
+                            const at::Tensor& fc1_w, const at::Tensor& fc1_b, const at::Tensor& fc2_w,
+                            const at::Tensor& fc2_b, double gain, const at::TensorOptions& like) {
   ChannelGate g;
-  g.stacked = at::empty({2 * batch, channels}, x.options());
+  g.stacked = at::empty({2 * images, channels}, like);
   float* descriptors = g.stacked.data_ptr<float>();
-  plane_stats<true>(x, descriptors, descriptors + batch * channels);
-  g.hidden = at::empty({2 * batch, fc1_w.size(0)}, x.options());
-  auto logits = at::empty({2 * batch, channels}, x.options());
-  dense(descriptors, 2 * batch, fc1_w, fc1_b, /*relu=*/true, g.hidden.data_ptr<float>());
-  dense(g.hidden.data_ptr<float>(), 2 * batch, fc2_w, fc2_b, /*relu=*/false, logits.data_ptr<float>());
-  g.sig = at::empty({batch, channels}, x.options());
-  g.gate = at::empty({batch, channels}, x.options());
+  plane_stats<true>(src, images, channels, hw, fold, descriptors, descriptors + images * channels);
+  g.hidden = at::empty({2 * images, fc1_w.size(0)}, like);
+  auto logits = at::empty({2 * images, channels}, like);
+  dense(descriptors, 2 * images, fc1_w, fc1_b, /*relu=*/true, g.hidden.data_ptr<float>());
+  dense(g.hidden.data_ptr<float>(), 2 * images, fc2_w, fc2_b, /*relu=*/false, logits.data_ptr<float>());
+  g.sig = at::empty({images, channels}, like);
+  g.gate = at::empty({images, channels}, like);
   const float* z = logits.data_ptr<float>();
   float *sig = g.sig.data_ptr<float>(), *gate = g.gate.data_ptr<float>();
-  for (int64_t i = 0; i < batch * channels; ++i) {
-    sig[i] = sigmoid(z[i] + z[batch * channels + i]);
+  for (int64_t i = 0; i < images * channels; ++i) {
+    sig[i] = sigmoid(z[i] + z[images * channels + i]);
     gate[i] = static_cast<float>(gain) * sig[i];
   }
   return g;
+}
+
+ChannelGate channel_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
+                               const at::Tensor& fc2_w, const at::Tensor& fc2_b, double gain) {
+  check_excitation(x, fc1_w, fc1_b, fc2_w, fc2_b, "CBAM");
+  return channel_gate_of(x.data_ptr<float>(), x.size(0), x.size(1), x.size(2) * x.size(3), NoFold{}, fc1_w, fc1_b,
+                         fc2_w, fc2_b, gain, x.options());
 }
 
 // ---- CBAM training: the whole module as one autograd node, forward and backward in C++ ----
@@ -720,7 +676,14 @@ CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at
 // CBAM's spatial gate in eval mode: s = gain * sigmoid(scale * conv(maps) + shift), the BatchNorm folded into
 // scale and shift; a stride-1 'same' k x k convolution of the two (B, 2, H, W) maps, no bias. Parallel over
 // output rows; each row accumulates its taps along whole rows of input (vectorised over positions).
-at::Tensor spatial_gate_eval(const at::Tensor& maps, const at::Tensor& conv_w, float scale, float shift, float gain) {
+at::Tensor spatial_gate_eval(const at::Tensor& maps, const at::Tensor& conv_w, const at::Tensor& bn_w,
+                             const at::Tensor& bn_b, const at::Tensor& running_mean, const at::Tensor& running_var,
+                             double bn_eps, double spatial_gain) {
+  const double invstd = 1.0 / std::sqrt(running_var.item<double>() + bn_eps);
+  const double folded_scale = bn_w.item<double>() * invstd;
+  const float scale = static_cast<float>(folded_scale);
+  const float shift = static_cast<float>(bn_b.item<double>() - running_mean.item<double>() * folded_scale);
+  const float gain = static_cast<float>(spatial_gain);
   const int64_t batch = maps.size(0), h = maps.size(2), w = maps.size(3), k = conv_w.size(-1), pad = k / 2;
   TORCH_CHECK(conv_w.numel() == 2 * k * k && conv_w.size(-2) == k && k % 2 == 1,
               "cbam_gates: the spatial conv must be one odd k x k filter over two maps");
@@ -762,12 +725,8 @@ std::tuple<at::Tensor, at::Tensor> cbam_gates(const at::Tensor& x, const at::Ten
                                               const at::Tensor& running_mean, const at::Tensor& running_var,
                                               double bn_eps, double spatial_gain) {
   const at::Tensor c = channel_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain).gate;
-  const double invstd = 1.0 / std::sqrt(running_var.item<double>() + bn_eps);
-  const double scale = bn_w.item<double>() * invstd;
-  const double shift = bn_b.item<double>() - running_mean.item<double>() * scale;
-  const at::Tensor maps = gated_channel_stats(x, c);
-  return {c, spatial_gate_eval(maps, conv_w, static_cast<float>(scale), static_cast<float>(shift),
-                               static_cast<float>(spatial_gain))};
+  return {c, spatial_gate_eval(gated_channel_stats(x, c), conv_w, bn_w, bn_b, running_mean, running_var, bn_eps,
+                               spatial_gain)};
 }
 
 class Cbam : public torch::autograd::Function<Cbam> {
@@ -848,6 +807,113 @@ at::Tensor cbam(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& 
                      bn_training, bn_momentum, bn_eps, spatial_gain);
 }
 
+// ---- A residual block's whole tail after its last convolution, in eval mode ----
+// relu(attention(bn(x)) + residual) with the eval BatchNorm folded in (NoFold/BnFold above), written over x.
+// The block's eager tail makes its passes over the feature map after the convolution (BN; the attention's
+// pooling; gating with the residual add and ReLU) and allocates the BN's output; these make the attention's
+// passes alone, a few images at a time, so that each pass after the first re-reads what the one before just
+// brought into the cache rather than memory. In place: a fresh output costs its page faults on every call (tens
+// of MB at batch 8), and the caller hands over a convolution's output that nothing else reads.
+
+constexpr int64_t kTailChunkBytes = int64_t{4} << 20;  // images per chunk: well inside a last-level cache
+
+// Per channel: the eval BatchNorm as scale = weight / sqrt(var + eps) and shift = bias - mean * scale, rounded as
+// ATen's eval BatchNorm rounds them.
+std::tuple<at::Tensor, at::Tensor> folded_batch_norm(const c10::optional<at::Tensor>& weight,
+                                                     const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
+                                                     const at::Tensor& var, double eps, int64_t channels) {
+  for (const at::Tensor* t : {&mean, &var}) {
+    TORCH_CHECK(t->numel() == channels && t->scalar_type() == at::kFloat && t->device().is_cpu(),
+                "folded BatchNorm: expects float32 CPU running statistics, one per channel");
+  }
+  auto scale = at::empty({channels}, mean.options());
+  auto shift = at::empty({channels}, mean.options());
+  const at::Tensor m = mean.contiguous(), v = var.contiguous();
+  const at::Tensor w = weight.has_value() ? weight->contiguous() : at::ones({channels}, mean.options());
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::zeros({channels}, mean.options());
+  TORCH_CHECK(w.numel() == channels && b.numel() == channels && w.scalar_type() == at::kFloat &&
+                  b.scalar_type() == at::kFloat,
+              "folded BatchNorm: expects float32 affine parameters, one per channel");
+  const float *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>(), *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
+  float *sp = scale.data_ptr<float>(), *hp = shift.data_ptr<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    sp[c] = wp[c] * (1.f / std::sqrt(vp[c] + static_cast<float>(eps)));
+    hp[c] = std::fma(-mp[c], sp[c], bp[c]);
+  }
+  return {scale, shift};
+}
+
+// What every block tail checks and prepares: the residual's shape, the folded BN, and how many images a chunk holds.
+struct TailPlan {
+  at::Tensor scale, shift;
+  int64_t batch, channels, hw, chunk;
+  BnFold fold() const { return {scale.data_ptr<float>(), shift.data_ptr<float>()}; }
+};
+
+TailPlan plan_tail(const at::Tensor& x, const at::Tensor& residual, const c10::optional<at::Tensor>& bn_weight,
+                   const c10::optional<at::Tensor>& bn_bias, const at::Tensor& bn_mean, const at::Tensor& bn_var,
+                   double bn_eps, const char* name) {
+  check_nchw(residual, (std::string(name) + " residual").c_str());
+  TORCH_CHECK(residual.sizes() == x.sizes(), name, ": the residual must have the input's shape");
+  TailPlan plan;
+  plan.batch = x.size(0);
+  plan.channels = x.size(1);
+  plan.hw = x.size(2) * x.size(3);
+  std::tie(plan.scale, plan.shift) = folded_batch_norm(bn_weight, bn_bias, bn_mean, bn_var, bn_eps, plan.channels);
+  const int64_t image_bytes = std::max<int64_t>(1, plan.channels * plan.hw * 4);
+  plan.chunk = std::min(plan.batch, std::max<int64_t>(1, kTailChunkBytes / image_bytes));
+  return plan;
+}
+
+// SE: two passes (pooling; gating with the add and ReLU) where the block's tail makes three.
+void se_bn_tail_(const at::Tensor& x, const c10::optional<at::Tensor>& bn_weight,
+                 const c10::optional<at::Tensor>& bn_bias, const at::Tensor& bn_mean, const at::Tensor& bn_var,
+                 double bn_eps, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
+                 double gain, const at::Tensor& residual) {
+  check_excitation(x, w1, b1, w2, b2, "se_bn_tail_");
+  const TailPlan plan = plan_tail(x, residual, bn_weight, bn_bias, bn_mean, bn_var, bn_eps, "se_bn_tail_");
+  const int64_t image = plan.channels * plan.hw;
+  float* src = x.data_ptr<float>();
+  const float* res = residual.data_ptr<float>();
+  for (int64_t b0 = 0; b0 < plan.batch; b0 += plan.chunk) {
+    const int64_t images = std::min(plan.chunk, plan.batch - b0);
+    float* chunk = src + b0 * image;
+    const SeGate g =
+        se_gate_of(chunk, images, plan.channels, plan.hw, plan.fold(), w1, b1, w2, b2, gain, x.options());
+    gate_rows(chunk, images, plan.channels, plan.hw, plan.fold(), g.gate.data_ptr<float>(), nullptr, res + b0 * image,
+              /*relu=*/true, chunk);
+  }
+}
+
+// CBAM: three passes (descriptor pools; channel maps; gating with the add and ReLU) where the block's tail makes
+// four, the spatial BatchNorm in eval mode as in cbam_gates.
+void cbam_bn_tail_(const at::Tensor& x, const c10::optional<at::Tensor>& bn_weight,
+                   const c10::optional<at::Tensor>& bn_bias, const at::Tensor& bn_mean, const at::Tensor& bn_var,
+                   double bn_eps, const at::Tensor& fc1_w, const at::Tensor& fc1_b, const at::Tensor& fc2_w,
+                   const at::Tensor& fc2_b, double channel_gain, const at::Tensor& conv_w,
+                   const at::Tensor& spatial_bn_w, const at::Tensor& spatial_bn_b, const at::Tensor& spatial_mean,
+                   const at::Tensor& spatial_var, double spatial_eps, double spatial_gain, const at::Tensor& residual) {
+  check_excitation(x, fc1_w, fc1_b, fc2_w, fc2_b, "cbam_bn_tail_");
+  const TailPlan plan = plan_tail(x, residual, bn_weight, bn_bias, bn_mean, bn_var, bn_eps, "cbam_bn_tail_");
+  const int64_t image = plan.channels * plan.hw;
+  float* src = x.data_ptr<float>();
+  const float* res = residual.data_ptr<float>();
+  for (int64_t b0 = 0; b0 < plan.batch; b0 += plan.chunk) {
+    const int64_t images = std::min(plan.chunk, plan.batch - b0);
+    float* chunk = src + b0 * image;
+    const at::Tensor c = channel_gate_of(chunk, images, plan.channels, plan.hw, plan.fold(), fc1_w, fc1_b, fc2_w,
+                                         fc2_b, channel_gain, x.options())
+                             .gate;
+    auto maps = at::empty({images, 2, x.size(2), x.size(3)}, x.options());
+    gated_channel_stats_into(chunk, images, plan.channels, plan.hw, c.data_ptr<float>(), plan.fold(),
+                             maps.data_ptr<float>());
+    const at::Tensor s = spatial_gate_eval(maps, conv_w, spatial_bn_w, spatial_bn_b, spatial_mean, spatial_var,
+                                           spatial_eps, spatial_gain);
+    gate_rows(chunk, images, plan.channels, plan.hw, plan.fold(), c.data_ptr<float>(), s.data_ptr<float>(),
+              res + b0 * image, /*relu=*/true, chunk);
+  }
+}
+
 }  // namespace
 
 TORCH_LIBRARY(attnzoo_gating, m) {
@@ -866,6 +932,10 @@ TORCH_LIBRARY(attnzoo_gating, m) {
         "float spatial_gain) -> (Tensor, Tensor)");
   m.def("se_bn_tail_(Tensor(a!) x, Tensor? bn_weight, Tensor? bn_bias, Tensor bn_mean, Tensor bn_var, float bn_eps, "
         "Tensor w1, Tensor b1, Tensor w2, Tensor b2, float gain, Tensor residual) -> ()");
+  m.def("cbam_bn_tail_(Tensor(a!) x, Tensor? bn_weight, Tensor? bn_bias, Tensor bn_mean, Tensor bn_var, float bn_eps, "
+        "Tensor fc1_w, Tensor fc1_b, Tensor fc2_w, Tensor fc2_b, float channel_gain, Tensor conv_w, Tensor spatial_bn_w, "
+        "Tensor spatial_bn_b, Tensor spatial_mean, Tensor spatial_var, float spatial_eps, float spatial_gain, "
+        "Tensor residual) -> ()");
   m.def("spatial_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor peak) -> (Tensor, Tensor)");
   m.def("channel_gate_grad(Tensor grad, Tensor x, Tensor gate, Tensor spatial_gate, Tensor peak, Tensor mean_grad, "
         "Tensor max_share, Tensor channel_peak) -> (Tensor, Tensor)");
@@ -887,6 +957,7 @@ TORCH_LIBRARY_IMPL(attnzoo_gating, CPU, m) {
   m.impl("se_gate", &se_gate);
   m.impl("cbam_gates", &cbam_gates);
   m.impl("se_bn_tail_", &se_bn_tail_);
+  m.impl("cbam_bn_tail_", &cbam_bn_tail_);
   m.impl("spatial_gate_grad", &spatial_gate_grad);
   m.impl("channel_gate_grad", &channel_gate_grad);
   m.impl("cbam_input_grad", &cbam_input_grad);
