@@ -536,6 +536,31 @@ def test_weights_of_another_dtype_than_the_input_raise_torchs_error(counting, na
         assert module.fusable_gates(x) is None
 
 
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("padding_mode", ["reflect", "circular"])
+def test_cbam_whose_spatial_conv_pads_other_than_with_zeros_takes_the_plain_route(counting, padding_mode, train):
+    """The kernels' spatial convolution pads with zeros; a conv that pads otherwise is left to torch (eval and
+    training, with and without gradient), with the plain route's values."""
+    module = randomized_attention("cbam", 17).train(train)
+    module.spatial.conv.conv.padding_mode = padding_mode
+    plain_module = copy.deepcopy(module)
+    x, upstream = torch.randn(2, 17, 13, 11), torch.randn(2, 17, 13, 11)
+    ours = output_and_grads(module, module, x, upstream)
+    with torch.no_grad():
+        ours_no_grad = module.eval()(x.clone())
+    with plain_route():
+        plain = output_and_grads(plain_module, plain_module, x, upstream)
+        with torch.no_grad():
+            plain_no_grad = plain_module.eval()(x.clone())
+    assert not counting.calls.keys() & {"cbam", "cbam_gates"}
+    for actual, expected in zip([*ours, ours_no_grad], [*plain, plain_no_grad]):
+        assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+    with plain_route(), torch.no_grad():
+        zero_padded = copy.deepcopy(plain_module)
+        zero_padded.spatial.conv.conv.padding_mode = "zeros"
+        assert (zero_padded(x.clone()) - plain_no_grad).abs().max() > 1e-3, "the padding mode changed nothing"
+
+
 # --- no kernels: disabled or failed to build ----------------------------------------------------------
 
 DISABLED_SCRIPT = """

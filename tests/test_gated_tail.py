@@ -368,7 +368,11 @@ FOLD_DECLINED = {
 
 
 # CBAM's own: its spatial BatchNorm in train mode (batch statistics, a running average to move)
-CBAM_FOLD_DECLINED = {"spatial_bn_in_train_mode": (lambda block: block.se.spatial.conv.bn.train(), 1)}
+CBAM_FOLD_DECLINED = {
+    "spatial_bn_in_train_mode": (lambda block: block.se.spatial.conv.bn.train(), 1),
+    # the kernels' spatial conv pads with zeros
+    "spatial_conv_reflect_padding": (lambda block: setattr(block.se.spatial.conv.conv, "padding_mode", "reflect"), 1),
+}
 DECLINED_CASES = [(attn, condition) for attn in FOLDED_TAILS for condition in FOLD_DECLINED] + [
     ("cbam", condition) for condition in CBAM_FOLD_DECLINED
 ]
@@ -418,6 +422,20 @@ def test_folded_tail_leaves_a_float64_batchnorm_to_torchs_mixed_dtype_error(coun
         with pytest.raises(RuntimeError, match="mixed dtype"):
             logits(run, x)
     assert counting.calls[FOLDED_TAILS[attn]] == 0
+
+
+@pytest.mark.parametrize("attn", TAIL_ATTENTIONS)
+def test_a_drop_path_in_train_mode_drops_the_branch_as_timms_forward_does(counting, attn):
+    """Stochastic depth at test time (the model in eval mode, its DropPath modules in train mode, as for Monte
+    Carlo estimates): the one-pass tails have no drop path, so the block runs timm's forward."""
+    block = gated_model("resnet50", attn).layer2[0]
+    block.drop_path = DropPath(1.0)  # in train mode: drops the whole residual branch
+    assert not block.training and block.drop_path.training
+    x = block_input(block)
+    out = logits(block, x)
+    assert one_pass_tails(counting) == 0
+    assert torch.equal(out, logits(block.downsample, x).relu())
+    assert torch.equal(out, logits(reverted(block), x))
 
 
 # --- 2. which blocks are swapped, and what a swap keeps -----------------------------------------------

@@ -209,8 +209,8 @@ class Cbam(nn.Module):
 
     def kernel_arguments(self) -> tuple | None:
         """The C++ operators' arguments after ``x`` (training node, gates) where they compute this module's
-        function (ReLU MLP, sigmoid gates, a plain stride-1 'same' conv with an odd square kernel, and a
-        tracking, affine BatchNorm), else None.
+        function (ReLU MLP, sigmoid gates, a plain stride-1 'same' conv with an odd square kernel padded with zeros,
+        and a tracking, affine BatchNorm), else None.
 
         Does what the BatchNorm's forward does before its kernel: counts the batch and picks the running
         average's factor, so that the statistics move exactly as on the Python route.
@@ -220,6 +220,7 @@ class Cbam(nn.Module):
         k = conv.kernel_size[0]
         same = conv.kernel_size == (k, k) and k % 2 == 1 and conv.padding == (k // 2, k // 2)
         plain_conv = type(conv) is nn.Conv2d and conv.stride == (1, 1) and conv.dilation == (1, 1) and same
+        plain_conv = plain_conv and conv.padding_mode == "zeros"  # as the kernels pad
         plain_bn = bn.affine and bn.track_running_stats and type(bn.drop) is nn.Identity and type(bn.act) is nn.Identity
         if None in (channel_gain, spatial_gain) or not (plain_conv and plain_bn and conv.bias is None):
             return None

@@ -24,12 +24,13 @@ from attnzoo.surgery.registry import SurgeryHook, register_surgery, scale_
 
 def one_pass_fits(block: nn.Module, x: torch.Tensor, shortcut: torch.Tensor, act: nn.Module) -> bool:
     """Whether the block's tail may be one pass over ``x``: eval mode, a ReLU last, a shortcut the kernels
-    add as it is, and no hook watching the activation or drop path (the pass would skip their hooks)."""
+    add as it is, and no hook watching the activation or drop path (the pass would skip their hooks), nor a
+    drop path left in train mode (stochastic depth at test time: the pass has no drop path)."""
     if block.training or type(act) is not nn.ReLU or watched(act):
         return False
     if shortcut.shape != x.shape or shortcut.dtype != x.dtype or not shortcut.is_contiguous():
         return False
-    return block.drop_path is None or not watched(block.drop_path)
+    return block.drop_path is None or not (block.drop_path.training or watched(block.drop_path))
 
 
 def batch_norm_folded_tail(
