@@ -561,6 +561,33 @@ def test_cbam_whose_spatial_conv_pads_other_than_with_zeros_takes_the_plain_rout
         assert (zero_padded(x.clone()) - plain_no_grad).abs().max() > 1e-3, "the padding mode changed nothing"
 
 
+WEIGHT_OPERATORS = {"se": {"squeeze_excite", "se_gate"}, "cbam": {"cbam", "cbam_gates"}}
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("layer", ["fc1", "fc2"])
+@pytest.mark.parametrize("name", WEIGHT_OPERATORS)
+def test_an_mlp_layer_without_its_bias_takes_the_plain_route(counting, name, layer, train):
+    """The C++ MLP reads both biases; a module whose MLP layer has its bias removed is computed by torch (eval
+    and training), with the plain route's values, rather than failing on the kernels' weight checks."""
+    module = randomized_attention(name, 17).train(train)
+    excitation = module.channel if name == "cbam" else module
+    setattr(excitation.get_submodule(layer), "bias", None)
+    plain_module = copy.deepcopy(module)
+    x, upstream = torch.randn(2, 17, 13, 11), torch.randn(2, 17, 13, 11)
+    ours = output_and_grads(module, module, x, upstream)
+    with torch.no_grad():
+        ours_no_grad = module.eval()(x.clone())
+    with plain_route():
+        plain = output_and_grads(plain_module, plain_module, x, upstream)
+        with torch.no_grad():
+            plain_no_grad = plain_module.eval()(x.clone())
+    assert not counting.calls.keys() & WEIGHT_OPERATORS[name]
+    for actual, expected in zip([*ours, ours_no_grad], [*plain, plain_no_grad]):
+        assert torch.isfinite(actual).all()
+        assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
 # --- no kernels: disabled or failed to build ----------------------------------------------------------
 
 DISABLED_SCRIPT = """

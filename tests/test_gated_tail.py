@@ -359,6 +359,7 @@ FOLD_DECLINED = {
     "bn_subclass": (lambda block: replaced_last_bn(block, subclassed), 1),
     "group_norm": (lambda block: replaced_last_bn(block, group_norm), 1),
     "mlp_with_silu": (lambda block: setattr(excitation(block), "act", nn.SiLU()), 1),  # the C++ MLP has a ReLU
+    "mlp_without_bias": (lambda block: setattr(excitation(block).fc2, "bias", None), 1),  # the C++ MLP reads both
     "attention_hooked": (lambda block: block.se.register_forward_hook(scaled_output), 0),
     "fc1_hooked": (lambda block: excitation(block).fc1.register_forward_hook(scaled_output), 0),
     "act_hooked": (lambda block: last_act(block).register_forward_hook(scaled_output), 0),

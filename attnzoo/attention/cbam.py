@@ -216,7 +216,7 @@ class Cbam(nn.Module):
         average's factor, so that the statistics move exactly as on the Python route.
         """
         channel, conv, bn = self.channel, self.spatial.conv.conv, self.spatial.conv.bn
-        channel_gain, spatial_gain = kernel_gain(channel.act, channel.gate), kernel_gain(nn.ReLU(), self.spatial.gate)
+        channel_gain, spatial_gain = channel.kernel_mlp_gain(), kernel_gain(nn.ReLU(), self.spatial.gate)
         k = conv.kernel_size[0]
         same = conv.kernel_size == (k, k) and k % 2 == 1 and conv.padding == (k // 2, k // 2)
         plain_conv = type(conv) is nn.Conv2d and conv.stride == (1, 1) and conv.dilation == (1, 1) and same

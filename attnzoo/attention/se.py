@@ -66,6 +66,13 @@ class ChannelExcitation(nn.Module):
         if scaled is not None:
             zero_(self.fc2)
 
+    def kernel_mlp_gain(self) -> float | None:
+        """The gate's gain (see :func:`kernel_gain`) where the C++ operators compute this MLP, which they read
+        with both biases; None where the Python routes must (another activation or gate, a bias set to None)."""
+        if self.fc1.bias is None or self.fc2.bias is None:
+            return None
+        return kernel_gain(self.act, self.gate)
+
     def init_identity(self) -> float:
         """Zero the MLP's output layer so the gate is constant: sigmoid(0) = 0.5, or 1 with
         ``gate_init="identity"`` (then there is nothing to compensate)."""
@@ -93,7 +100,7 @@ class SqueezeExcite(ChannelExcitation):
         if watched(self):  # hooks inside: the plain formulation calls each submodule
             return self.forward_plain(x)
         if torch.is_grad_enabled():
-            ops, gain = kernels_for(x, self), kernel_gain(self.act, self.gate)
+            ops, gain = kernels_for(x, self), self.kernel_mlp_gain()
             if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
                 return ops.squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
             return MeanGated.apply(x, self.excite, *self.parameters())
@@ -110,7 +117,7 @@ class SqueezeExcite(ChannelExcitation):
         """``relu(self(bn(x)) + shortcut)`` for the holding block, from its last convolution's output ``x``
         (a temporary the block may overwrite), in one C++ call with ``bn`` (eval mode) folded in
         (:mod:`attnzoo.surgery.resnet`); None where the kernels do not take this module, ``bn`` or ``x``."""
-        gain = kernel_gain(self.act, self.gate)
+        gain = self.kernel_mlp_gain()
         ops = fusion_kernels(self, x) if gain is not None else None
         if ops is None or kernels_for(x, bn) is None:
             return None
@@ -125,7 +132,7 @@ class SqueezeExcite(ChannelExcitation):
         :func:`~attnzoo.attention.kernels.kernels_for` gave for it) and the module is ReLU + sigmoid (timm's
         function; its sums run in another order, so values agree to float rounding), else the excitation
         step by step."""
-        gain = kernel_gain(self.act, self.gate)
+        gain = self.kernel_mlp_gain()
         if ops is not None and gain is not None:
             return ops.se_gate(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
         return self.excite(x.mean((2, 3), keepdim=True))

@@ -848,6 +848,17 @@ struct TailPlan {
   at::Tensor scale, shift;
   int64_t batch, channels, hw, chunk;
   BnFold fold() const { return {scale.data_ptr<float>(), shift.data_ptr<float>()}; }
+
+  // Calls step(chunk, images, residual_chunk) on each run of `chunk` images of x, in order.
+  template <typename Step>
+  void for_each_chunk(const at::Tensor& x, const at::Tensor& residual, Step step) const {
+    const int64_t image = channels * hw;
+    float* src = x.data_ptr<float>();
+    const float* res = residual.data_ptr<float>();
+    for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
+      step(src + b0 * image, std::min(chunk, batch - b0), res + b0 * image);
+    }
+  }
 };
 
 TailPlan plan_tail(const at::Tensor& x, const at::Tensor& residual, const c10::optional<at::Tensor>& bn_weight,
@@ -872,17 +883,12 @@ void se_bn_tail_(const at::Tensor& x, const c10::optional<at::Tensor>& bn_weight
                  double gain, const at::Tensor& residual) {
   check_excitation(x, w1, b1, w2, b2, "se_bn_tail_");
   const TailPlan plan = plan_tail(x, residual, bn_weight, bn_bias, bn_mean, bn_var, bn_eps, "se_bn_tail_");
-  const int64_t image = plan.channels * plan.hw;
-  float* src = x.data_ptr<float>();
-  const float* res = residual.data_ptr<float>();
-  for (int64_t b0 = 0; b0 < plan.batch; b0 += plan.chunk) {
-    const int64_t images = std::min(plan.chunk, plan.batch - b0);
-    float* chunk = src + b0 * image;
+  plan.for_each_chunk(x, residual, [&](float* chunk, int64_t images, const float* res) {
     const SeGate g =
         se_gate_of(chunk, images, plan.channels, plan.hw, plan.fold(), w1, b1, w2, b2, gain, x.options());
-    gate_rows(chunk, images, plan.channels, plan.hw, plan.fold(), g.gate.data_ptr<float>(), nullptr, res + b0 * image,
+    gate_rows(chunk, images, plan.channels, plan.hw, plan.fold(), g.gate.data_ptr<float>(), nullptr, res,
               /*relu=*/true, chunk);
-  }
+  });
 }
 
 // CBAM: three passes (descriptor pools; channel maps; gating with the add and ReLU) where the block's tail makes
@@ -895,12 +901,7 @@ void cbam_bn_tail_(const at::Tensor& x, const c10::optional<at::Tensor>& bn_weig
                    const at::Tensor& spatial_var, double spatial_eps, double spatial_gain, const at::Tensor& residual) {
   check_excitation(x, fc1_w, fc1_b, fc2_w, fc2_b, "cbam_bn_tail_");
   const TailPlan plan = plan_tail(x, residual, bn_weight, bn_bias, bn_mean, bn_var, bn_eps, "cbam_bn_tail_");
-  const int64_t image = plan.channels * plan.hw;
-  float* src = x.data_ptr<float>();
-  const float* res = residual.data_ptr<float>();
-  for (int64_t b0 = 0; b0 < plan.batch; b0 += plan.chunk) {
-    const int64_t images = std::min(plan.chunk, plan.batch - b0);
-    float* chunk = src + b0 * image;
+  plan.for_each_chunk(x, residual, [&](float* chunk, int64_t images, const float* res) {
     const at::Tensor c = channel_gate_of(chunk, images, plan.channels, plan.hw, plan.fold(), fc1_w, fc1_b, fc2_w,
                                          fc2_b, channel_gain, x.options())
                              .gate;
@@ -909,9 +910,9 @@ void cbam_bn_tail_(const at::Tensor& x, const c10::optional<at::Tensor>& bn_weig
                              maps.data_ptr<float>());
     const at::Tensor s = spatial_gate_eval(maps, conv_w, spatial_bn_w, spatial_bn_b, spatial_mean, spatial_var,
                                            spatial_eps, spatial_gain);
-    gate_rows(chunk, images, plan.channels, plan.hw, plan.fold(), c.data_ptr<float>(), s.data_ptr<float>(),
-              res + b0 * image, /*relu=*/true, chunk);
-  }
+    gate_rows(chunk, images, plan.channels, plan.hw, plan.fold(), c.data_ptr<float>(), s.data_ptr<float>(), res,
+              /*relu=*/true, chunk);
+  });
 }
 
 }  // namespace
