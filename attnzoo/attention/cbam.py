@@ -27,7 +27,7 @@ from attnzoo.attention.fused import (
 from attnzoo.attention.identity import gate_for, zero_
 from attnzoo.attention.kernels import kernels_for
 from attnzoo.attention.registry import register_attention
-from attnzoo.attention.se import ChannelExcitation, kernel_gain
+from attnzoo.attention.se import ChannelExcitation, gate_gain
 
 
 @register_attention("cbam_channel")
@@ -215,14 +215,16 @@ class Cbam(nn.Module):
         Does what the BatchNorm's forward does before its kernel: counts the batch and picks the running
         average's factor, so that the statistics move exactly as on the Python route.
         """
-        channel, conv, bn = self.channel, self.spatial.conv.conv, self.spatial.conv.bn
-        channel_gain, spatial_gain = channel.kernel_mlp_gain(), kernel_gain(nn.ReLU(), self.spatial.gate)
+        spatial = self.spatial
+        conv_norm = spatial.conv
+        conv, bn = conv_norm.conv, conv_norm.bn
+        mlp, spatial_gain = self.channel.kernel_mlp(), gate_gain(spatial.gate)
         k = conv.kernel_size[0]
         same = conv.kernel_size == (k, k) and k % 2 == 1 and conv.padding == (k // 2, k // 2)
         plain_conv = type(conv) is nn.Conv2d and conv.stride == (1, 1) and conv.dilation == (1, 1) and same
         plain_conv = plain_conv and conv.padding_mode == "zeros"  # as the kernels pad
         plain_bn = bn.affine and bn.track_running_stats and type(bn.drop) is nn.Identity and type(bn.act) is nn.Identity
-        if None in (channel_gain, spatial_gain) or not (plain_conv and plain_bn and conv.bias is None):
+        if mlp is None or spatial_gain is None or not (plain_conv and plain_bn and conv.bias is None):
             return None
         factor = 0.0 if bn.momentum is None else bn.momentum
         if bn.training:
@@ -230,8 +232,8 @@ class Cbam(nn.Module):
             if bn.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(bn.num_batches_tracked)
         return (
-            channel.fc1.weight, channel.fc1.bias, channel.fc2.weight, channel.fc2.bias, channel_gain,
-            conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.training, factor, bn.eps, spatial_gain,
+            *mlp, conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.training, factor, bn.eps,
+            spatial_gain,
         )
 
     def fusable_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

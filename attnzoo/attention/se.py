@@ -20,12 +20,18 @@ from attnzoo.attention.kernels import kernels_for
 from attnzoo.attention.registry import register_attention
 
 
+KERNEL_GATE_GAINS = {Sigmoid: 1.0, nn.Sigmoid: 1.0, ScaledSigmoid: 2.0}
+
+
+def gate_gain(gate: nn.Module) -> float | None:
+    """The gain of ``gate`` where the C++ operators compute it: 1 for a sigmoid, 2 for ``gate_init="identity"``'s
+    scaled sigmoid; None for any other gate (the Python routes take it)."""
+    return KERNEL_GATE_GAINS.get(type(gate))
+
+
 def kernel_gain(act: nn.Module, gate: nn.Module) -> float | None:
-    """The gain of ``gate`` where the C++ training nodes compute it (after a ReLU ``act``): 1 for a sigmoid,
-    2 for ``gate_init="identity"``'s scaled sigmoid; None for any other pair (the Python routes take it)."""
-    if type(act) is not nn.ReLU:
-        return None
-    return {Sigmoid: 1.0, nn.Sigmoid: 1.0, ScaledSigmoid: 2.0}.get(type(gate))
+    """:func:`gate_gain` of ``gate`` after a ReLU ``act``, the only activation the C++ MLP computes; else None."""
+    return gate_gain(gate) if type(act) is nn.ReLU else None
 
 
 def reduced_channels(channels: int, rd_ratio: float, rd_channels: int | None, rd_divisor: int) -> int:
@@ -66,12 +72,17 @@ class ChannelExcitation(nn.Module):
         if scaled is not None:
             zero_(self.fc2)
 
-    def kernel_mlp_gain(self) -> float | None:
-        """The gate's gain (see :func:`kernel_gain`) where the C++ operators compute this MLP, which they read
-        with both biases; None where the Python routes must (another activation or gate, a bias set to None)."""
-        if self.fc1.bias is None or self.fc2.bias is None:
+    def kernel_mlp(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float] | None:
+        """The C++ operators' MLP arguments ``(fc1.weight, fc1.bias, fc2.weight, fc2.bias, gain)`` (gain: see
+        :func:`kernel_gain`) where they compute this MLP, which they read with both biases; None where the
+        Python routes must (another activation or gate, a bias set to None). One call reads each submodule once:
+        it runs on every eager forward, where each module attribute lookup costs about a microsecond."""
+        gain = kernel_gain(self.act, self.gate)
+        fc1, fc2 = self.fc1, self.fc2
+        w1, b1, w2, b2 = fc1.weight, fc1.bias, fc2.weight, fc2.bias
+        if gain is None or b1 is None or b2 is None:
             return None
-        return kernel_gain(self.act, self.gate)
+        return w1, b1, w2, b2, gain
 
     def init_identity(self) -> float:
         """Zero the MLP's output layer so the gate is constant: sigmoid(0) = 0.5, or 1 with
@@ -100,9 +111,9 @@ class SqueezeExcite(ChannelExcitation):
         if watched(self):  # hooks inside: the plain formulation calls each submodule
             return self.forward_plain(x)
         if torch.is_grad_enabled():
-            ops, gain = kernels_for(x, self), self.kernel_mlp_gain()
-            if ops is not None and gain is not None:  # one autograd node, forward and backward in C++
-                return ops.squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
+            ops, mlp = kernels_for(x, self), self.kernel_mlp()
+            if ops is not None and mlp is not None:  # one autograd node, forward and backward in C++
+                return ops.squeeze_excite(x, *mlp)
             return MeanGated.apply(x, self.excite, *self.parameters())
         g = self.inference_gate(kernels_for(x, self), x)
         return x.mul_(g) if may_gate_in_place(self, x, known_unwatched=True) else x * g
@@ -117,14 +128,11 @@ class SqueezeExcite(ChannelExcitation):
         """``relu(self(bn(x)) + shortcut)`` for the holding block, from its last convolution's output ``x``
         (a temporary the block may overwrite), in one C++ call with ``bn`` (eval mode) folded in
         (:mod:`attnzoo.surgery.resnet`); None where the kernels do not take this module, ``bn`` or ``x``."""
-        gain = self.kernel_mlp_gain()
-        ops = fusion_kernels(self, x) if gain is not None else None
+        mlp = self.kernel_mlp()
+        ops = fusion_kernels(self, x) if mlp is not None else None
         if ops is None or kernels_for(x, bn) is None:
             return None
-        ops.se_bn_tail_(
-            x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps,
-            self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain, shortcut,
-        )
+        ops.se_bn_tail_(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, *mlp, shortcut)
         return x
 
     def inference_gate(self, ops: Any | None, x: torch.Tensor) -> torch.Tensor:
@@ -132,9 +140,9 @@ class SqueezeExcite(ChannelExcitation):
         :func:`~attnzoo.attention.kernels.kernels_for` gave for it) and the module is ReLU + sigmoid (timm's
         function; its sums run in another order, so values agree to float rounding), else the excitation
         step by step."""
-        gain = self.kernel_mlp_gain()
-        if ops is not None and gain is not None:
-            return ops.se_gate(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias, gain)
+        mlp = self.kernel_mlp() if ops is not None else None
+        if mlp is not None:
+            return ops.se_gate(x, *mlp)
         return self.excite(x.mean((2, 3), keepdim=True))
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
