@@ -118,6 +118,26 @@ def test_every_operator_gives_the_same_bits_at_any_thread_count(ops):
         assert torch.equal(a, b)
 
 
+TAIL_SPLITS = [(9, 256, 28, 28), (1, 2048, 7, 7), (2, 5, 3, 3), (1, 8, 1, 1)]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("shape", TAIL_SPLITS, ids=shape_id)
+def test_block_tails_give_a_single_threads_bits_at_any_thread_count(ops, shape, threads):
+    """The folded tails share each pass among the threads: any thread count (more than the cores, too) gives one
+    thread's bits, over several chunks of images (9 x 256 x 28 x 28), one image, and passes with fewer items
+    than threads."""
+    x, residual = torch.randn(shape), torch.randn(shape)
+    bn, attentions = random_batch_norm(shape[1]), [tail_attention(name, shape[1]) for name in ("se", "cbam")]
+    single = [bn_tail(ops, x, bn, attention, residual) for attention in attentions]
+    torch.set_num_threads(threads)  # conftest sets 1 again before the next test
+    for attention, expected in zip(attentions, single):
+        out = bn_tail(ops, x, bn, attention, residual)
+        assert torch.isfinite(out).all()
+        assert torch.equal(out, expected)
+    assert not torch.equal(single[0], single[1]), "SE and CBAM gave the same tail"
+
+
 def test_a_contiguous_view_at_an_offset_is_read_from_its_offset(ops):
     base = torch.randn(4, 17, 13, 11)
     x, c = base[1:3], positive_gate(2, 17)
