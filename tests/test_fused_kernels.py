@@ -608,6 +608,52 @@ def test_an_mlp_layer_without_its_bias_takes_the_plain_route(counting, name, lay
         assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
 
+def widened_fc1(module: nn.Module, **conv: int) -> None:
+    """SE's ``fc1`` swapped for a convolution the C++ MLP does not compute (its plain route does)."""
+    fc1 = module.fc1
+    module.fc1 = nn.Conv2d(fc1.in_channels, fc1.out_channels, **conv)
+
+
+def spectral_normed_fc2(module: nn.Module, spatial_gate: nn.Module | None = None) -> None:
+    """The MLP's ``fc2`` weight computed by spectral norm, whose power iteration moves on every read in training;
+    for CBAM optionally a spatial gate the kernels decline, so that the module takes its Python training node."""
+    nn.utils.parametrizations.spectral_norm(module.channel.fc2 if spatial_gate else module.fc2)
+    if spatial_gate is not None:
+        module.spatial.gate = spatial_gate
+
+
+MLP_SWAPS = {
+    "se_fc1_grouped": ("se", lambda m: widened_fc1(m, kernel_size=1, groups=8)),
+    "se_fc1_3x3": ("se", lambda m: widened_fc1(m, kernel_size=3, padding=1)),
+    "se_fc2_spectral_norm": ("se", spectral_normed_fc2),
+    "cbam_fc2_spectral_norm": ("cbam", lambda m: spectral_normed_fc2(m, nn.Hardsigmoid())),
+}
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("swap", MLP_SWAPS)
+def test_an_mlp_layer_other_than_a_plain_pointwise_conv_takes_the_plain_route(counting, swap, train):
+    """A grouped or wider ``fc1``, or a weight a parametrization computes, is left to the layer's own forward,
+    read once per step as the plain formulation reads it: no kernel error, and spectral norm's power iteration
+    (its u, v buffers) moves once, not again for the kernels' weight arguments."""
+    name, swap_layer = MLP_SWAPS[swap]
+    module = randomized_attention(name, 64).train(train)
+    swap_layer(module)
+    reference = copy.deepcopy(module)
+    routes = {"kernels": contextlib.nullcontext, "plain": plain_route}
+    x, upstream = torch.randn(2, 64, 9, 7), torch.randn(2, 64, 9, 7)
+    with plain_route():
+        expected = [*output_and_grads(reference.forward_plain, reference, x, upstream), *reference.buffers()]
+    for route, context in routes.items():
+        ours = copy.deepcopy(module)
+        with context():
+            actual = [*output_and_grads(ours, ours, x, upstream), *ours.buffers()]
+        assert not counting.calls.keys() & WEIGHT_OPERATORS[name], route
+        for got, want in zip(actual, expected, strict=True):
+            assert torch.isfinite(got).all()
+            assert_close(got, want, rtol=1e-4, atol=1e-5, msg=lambda m: f"{route}: {m}")
+
+
 # --- no kernels: disabled or failed to build ----------------------------------------------------------
 
 DISABLED_SCRIPT = """

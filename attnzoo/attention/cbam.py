@@ -218,13 +218,16 @@ class Cbam(nn.Module):
         spatial = self.spatial
         conv_norm = spatial.conv
         conv, bn = conv_norm.conv, conv_norm.bn
-        mlp, spatial_gain = self.channel.kernel_mlp(), gate_gain(spatial.gate)
+        spatial_gain = gate_gain(spatial.gate)
         k = conv.kernel_size[0]
         same = conv.kernel_size == (k, k) and k % 2 == 1 and conv.padding == (k // 2, k // 2)
         plain_conv = type(conv) is nn.Conv2d and conv.stride == (1, 1) and conv.dilation == (1, 1) and same
         plain_conv = plain_conv and conv.padding_mode == "zeros"  # as the kernels pad
         plain_bn = bn.affine and bn.track_running_stats and type(bn.drop) is nn.Identity and type(bn.act) is nn.Identity
-        if mlp is None or spatial_gain is None or not (plain_conv and plain_bn and conv.bias is None):
+        if spatial_gain is None or not (plain_conv and plain_bn and conv.bias is None):
+            return None
+        mlp = self.channel.kernel_mlp()  # last: it reads the MLP's weights, which the Python routes read again
+        if mlp is None:
             return None
         factor = 0.0 if bn.momentum is None else bn.momentum
         if bn.training:

@@ -34,6 +34,13 @@ def kernel_gain(act: nn.Module, gate: nn.Module) -> float | None:
     return gate_gain(gate) if type(act) is nn.ReLU else None
 
 
+def pointwise(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a plain 1x1 convolution (no groups, no padding), the layer the C++ MLP computes. A
+    grouped or wider one, a subclass, or a layer whose weight a parametrization computes (spectral norm's power
+    iteration moves on every read) is left to its own forward."""
+    return type(layer) is nn.Conv2d and layer.kernel_size == (1, 1) and layer.groups == 1 and layer.padding == (0, 0)
+
+
 def reduced_channels(channels: int, rd_ratio: float, rd_channels: int | None, rd_divisor: int) -> int:
     """Bottleneck width: ``rd_channels`` if given, else ``channels * rd_ratio`` rounded as timm does."""
     return rd_channels or make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
@@ -75,14 +82,18 @@ class ChannelExcitation(nn.Module):
     def kernel_mlp(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float] | None:
         """The C++ operators' MLP arguments ``(fc1.weight, fc1.bias, fc2.weight, fc2.bias, gain)`` (gain: see
         :func:`kernel_gain`) where they compute this MLP, which they read with both biases; None where the
-        Python routes must (another activation or gate, a bias set to None). One call reads each submodule once,
-        as it runs on every eager forward, where module attribute lookups add up at batch 1."""
+        Python routes must (another activation or gate, a layer other than a plain 1x1 convolution (see
+        :func:`pointwise`), a bias set to None). One call reads each submodule once, as it runs on every eager
+        forward, where module attribute lookups add up at batch 1. The weights are read last, only for the
+        kernels, so that the Python routes read each once, as the module's own forward does."""
         gain = kernel_gain(self.act, self.gate)
         fc1, fc2 = self.fc1, self.fc2
-        w1, b1, w2, b2 = fc1.weight, fc1.bias, fc2.weight, fc2.bias
-        if gain is None or b1 is None or b2 is None:
+        if gain is None or not (pointwise(fc1) and pointwise(fc2)):
             return None
-        return w1, b1, w2, b2, gain
+        b1, b2 = fc1.bias, fc2.bias
+        if b1 is None or b2 is None:
+            return None
+        return fc1.weight, b1, fc2.weight, b2, gain
 
     def init_identity(self) -> float:
         """Zero the MLP's output layer so the gate is constant: sigmoid(0) = 0.5, or 1 with
@@ -111,8 +122,9 @@ class SqueezeExcite(ChannelExcitation):
         if watched(self):  # hooks inside: the plain formulation calls each submodule
             return self.forward_plain(x)
         if torch.is_grad_enabled():
-            ops, mlp = kernels_for(x, self), self.kernel_mlp()
-            if ops is not None and mlp is not None:  # one autograd node, forward and backward in C++
+            ops = kernels_for(x, self)
+            mlp = self.kernel_mlp() if ops is not None else None
+            if mlp is not None:  # one autograd node, forward and backward in C++
                 return ops.squeeze_excite(x, *mlp)
             return MeanGated.apply(x, self.excite, *self.parameters())
         g = self.inference_gate(kernels_for(x, self), x)
