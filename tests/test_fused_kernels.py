@@ -556,13 +556,13 @@ def test_weights_of_another_dtype_than_the_input_raise_torchs_error(counting, na
         assert module.fusable_gates(x) is None
 
 
-@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("padding_mode", ["reflect", "circular"])
-def test_cbam_whose_spatial_conv_pads_other_than_with_zeros_takes_the_plain_route(counting, padding_mode, train):
-    """The kernels' spatial convolution pads with zeros; a conv that pads otherwise is left to torch (eval and
-    training, with and without gradient), with the plain route's values."""
-    module = randomized_attention("cbam", 17).train(train)
-    module.spatial.conv.conv.padding_mode = padding_mode
+WEIGHT_OPERATORS = {"se": {"squeeze_excite", "se_gate"}, "cbam": {"cbam", "cbam_gates"}}
+
+
+def assert_declined_with_the_plain_routes_values(counting, module: nn.Module, operators: set[str]):
+    """Runs ``module`` (changed so that the kernels must decline it) in its mode with gradients, then in eval
+    without: none of ``operators`` runs, and output and gradients equal the plain route's on a copy. Returns
+    the input and the plain route's eval output."""
     plain_module = copy.deepcopy(module)
     x, upstream = torch.randn(2, 17, 13, 11), torch.randn(2, 17, 13, 11)
     ours = output_and_grads(module, module, x, upstream)
@@ -572,16 +572,25 @@ def test_cbam_whose_spatial_conv_pads_other_than_with_zeros_takes_the_plain_rout
         plain = output_and_grads(plain_module, plain_module, x, upstream)
         with torch.no_grad():
             plain_no_grad = plain_module.eval()(x.clone())
-    assert not counting.calls.keys() & {"cbam", "cbam_gates"}
+    assert not counting.calls.keys() & operators
     for actual, expected in zip([*ours, ours_no_grad], [*plain, plain_no_grad]):
+        assert torch.isfinite(actual).all()
         assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+    return x, plain_no_grad
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("padding_mode", ["reflect", "circular"])
+def test_cbam_whose_spatial_conv_pads_other_than_with_zeros_takes_the_plain_route(counting, padding_mode, train):
+    """The kernels' spatial convolution pads with zeros; a conv that pads otherwise is left to torch (eval and
+    training, with and without gradient), with the plain route's values."""
+    module = randomized_attention("cbam", 17).train(train)
+    module.spatial.conv.conv.padding_mode = padding_mode
+    x, plain_no_grad = assert_declined_with_the_plain_routes_values(counting, module, WEIGHT_OPERATORS["cbam"])
     with plain_route(), torch.no_grad():
-        zero_padded = copy.deepcopy(plain_module)
+        zero_padded = copy.deepcopy(module)
         zero_padded.spatial.conv.conv.padding_mode = "zeros"
         assert (zero_padded(x.clone()) - plain_no_grad).abs().max() > 1e-3, "the padding mode changed nothing"
-
-
-WEIGHT_OPERATORS = {"se": {"squeeze_excite", "se_gate"}, "cbam": {"cbam", "cbam_gates"}}
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
@@ -593,19 +602,7 @@ def test_an_mlp_layer_without_its_bias_takes_the_plain_route(counting, name, lay
     module = randomized_attention(name, 17).train(train)
     excitation = module.channel if name == "cbam" else module
     setattr(excitation.get_submodule(layer), "bias", None)
-    plain_module = copy.deepcopy(module)
-    x, upstream = torch.randn(2, 17, 13, 11), torch.randn(2, 17, 13, 11)
-    ours = output_and_grads(module, module, x, upstream)
-    with torch.no_grad():
-        ours_no_grad = module.eval()(x.clone())
-    with plain_route():
-        plain = output_and_grads(plain_module, plain_module, x, upstream)
-        with torch.no_grad():
-            plain_no_grad = plain_module.eval()(x.clone())
-    assert not counting.calls.keys() & WEIGHT_OPERATORS[name]
-    for actual, expected in zip([*ours, ours_no_grad], [*plain, plain_no_grad]):
-        assert torch.isfinite(actual).all()
-        assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+    assert_declined_with_the_plain_routes_values(counting, module, WEIGHT_OPERATORS[name])
 
 
 def widened_fc1(module: nn.Module, **conv: int) -> None:
