@@ -9,7 +9,6 @@ Paper form: a channel gate from the average- and max-pooled descriptors passed t
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from timm.layers import ConvNormAct, create_act_layer
 from torch import nn
 
@@ -76,8 +75,7 @@ class CbamChannel(ChannelExcitation):
         """The gate (B, C) from the average- and max-pooled descriptors (B, C) each."""
         # Both descriptors go through the shared MLP in one call, stacked along the batch.
         batch = mean.shape[0]
-        hidden = self.act(F.linear(torch.cat((mean, peak)), self.fc1.weight.flatten(1), self.fc1.bias))
-        logits = F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
+        logits = self.mlp(torch.cat((mean, peak)))
         return self.gate(logits[:batch] + logits[batch:])
 
 

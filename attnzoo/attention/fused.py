@@ -5,7 +5,9 @@ arithmetic in ordinary torch ops); under FX, TorchScript, ``torch.jit.trace``, `
 ``torch.compile`` that formulation is all a tracer, exporter or compiler sees (:func:`runs_eagerly`), so
 their graphs hold ordinary aten ops (ONNX-, quantization- and feature-extraction-friendly), inductor fuses
 them, and no decision taken here (in place or not) is baked into a graph that is then run differently. In
-an eager forward the module takes the cheaper route below, which computes the same values.
+an eager forward the module takes the cheaper route below, which computes the same values. (A ResNet
+Bottleneck holding SE computes SE's descriptor from its last convolution's input in compiled and exported
+graphs: :func:`attnzoo.surgery.resnet.gated_through_pointwise_conv`.)
 
 Inference: gating ``x * g`` allocates and writes a full-size tensor, which on a CPU costs more than the
 pooling before it. When a module sits in a block slot whose input is a temporary that the block never

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from timm.layers import create_act_layer, make_divisible
 from timm.layers.activations import Sigmoid
 from torch import nn
@@ -87,13 +88,25 @@ class ChannelExcitation(nn.Module):
         forward, where module attribute lookups add up at batch 1. The weights are read last, only for the
         kernels, so that the Python routes read each once, as the module's own forward does."""
         gain = kernel_gain(self.act, self.gate)
-        fc1, fc2 = self.fc1, self.fc2
-        if gain is None or not (pointwise(fc1) and pointwise(fc2)):
+        if gain is None or not self.pointwise_mlp():
             return None
+        fc1, fc2 = self.fc1, self.fc2
         b1, b2 = fc1.bias, fc2.bias
         if b1 is None or b2 is None:
             return None
         return fc1.weight, b1, fc2.weight, b2, gain
+
+    def pointwise_mlp(self) -> bool:
+        """Whether both MLP layers are plain 1x1 convolutions (:func:`pointwise`), as :meth:`mlp` and the C++
+        operators compute them."""
+        return pointwise(self.fc1) and pointwise(self.fc2)
+
+    def mlp(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``fc2(act(fc1(pooled)))`` for descriptors (N, C) as matrix products: the 1x1 convolutions' arithmetic on
+        vectors, without a convolution call per layer (which compiled graphs pay for at batch 1). Needs plain 1x1
+        layers (:func:`pointwise`)."""
+        hidden = self.act(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
+        return F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
 
     def init_identity(self) -> float:
         """Zero the MLP's output layer so the gate is constant: sigmoid(0) = 0.5, or 1 with
@@ -156,6 +169,12 @@ class SqueezeExcite(ChannelExcitation):
         if mlp is not None:
             return ops.se_gate(x, *mlp)
         return self.excite(x.mean((2, 3), keepdim=True))
+
+    def gate_from_mean(self, mean: torch.Tensor) -> torch.Tensor:
+        """The gate (B, C) from the average-pooled descriptor (B, C) by :meth:`mlp` (check
+        :meth:`pointwise_mlp` first). A block that computes the mean of this module's input more cheaply than
+        by pooling it uses this (:mod:`attnzoo.surgery.resnet`)."""
+        return self.gate(self.mlp(mean))
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         """The gate (B, C, 1, 1) from the pooled descriptor (B, C, 1, 1)."""

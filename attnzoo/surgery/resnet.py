@@ -7,17 +7,21 @@ Blocks that receive an attention offering ``fusable_gates`` (SE, CBAM and its pa
 :class:`GatedTailBasicBlock` / :class:`GatedTailBottleneck`: the same modules and state dict, timm's
 forward, plus eager inference routes that apply the attention's gates, the shortcut add and the ReLU in
 one pass over the feature map (:func:`gated_residual_tail`) where timm's forward makes three (gating,
-add, ReLU), and for SE and CBAM fold the last BN in as well (:func:`batch_norm_folded_tail`). Tracers, exporters
-and compilers see timm's forward.
+add, ReLU), and for SE and CBAM fold the last BN in as well (:func:`batch_norm_folded_tail`). FX, TorchScript and
+``torch.jit.trace`` (ONNX) see timm's forward; so do ``torch.compile`` and ``torch.export``, except in a
+Bottleneck with SE, whose descriptor they compute from the last convolution's input
+(:func:`gated_through_pointwise_conv`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
 from attnzoo.attention.fused import runs_eagerly, watched
+from attnzoo.attention.se import pointwise
 from attnzoo.attention.kernels import fused_ops
 from attnzoo.surgery.registry import SurgeryHook, register_surgery, scale_
 
@@ -57,6 +61,30 @@ def gated_residual_tail(block: nn.Module, x: torch.Tensor, shortcut: torch.Tenso
     return fused_ops().gate_add_relu_(x, *gates, shortcut)
 
 
+def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> torch.Tensor | None:
+    """``se(bn(conv(x)))`` with SE's descriptor, the mean of ``bn(conv(x))`` over positions, computed from the
+    convolution's input ``x``; None where the block must run its attention on ``bn(conv(x))`` itself.
+
+    Compiled graphs take this route. A 1x1 stride-1 convolution and an eval BatchNorm are the same affine
+    map at every position, so the mean commutes with them: ``bn(conv(mean(x)))``. Pooling ``x`` (a
+    Bottleneck's last convolution reads a quarter of the channels it writes) replaces a pass over the
+    convolution's output, and inductor then fuses the gating with the BatchNorm, the shortcut add and the
+    ReLU as it does for the plain block. The sums run in another order, so values agree to float rounding.
+    Steps aside where a hook watches the attention (it would not be called), for an attention gated by more
+    than the mean (``gate_from_mean``: SE), and for a convolution or BatchNorm this identity does not hold for.
+    """
+    se = block.se
+    if not hasattr(se, "gate_from_mean") or watched(se) or not se.pointwise_mlp():
+        return None
+    if not (pointwise(conv) and conv.stride == (1, 1)):
+        return None
+    if type(bn) is not nn.BatchNorm2d or bn.training or not bn.track_running_stats:
+        return None
+    mean = F.linear(x.mean((2, 3)), conv.weight.flatten(1), conv.bias)
+    gate = se.gate_from_mean(F.batch_norm(mean, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps))
+    return bn(conv(x)) * gate[:, :, None, None]
+
+
 class GatedTail:
     """The tail timm's ``BasicBlock`` and ``Bottleneck`` share after their last convolution (last BN,
     attention, drop path, shortcut add, last activation), with the one-pass routes of eager inference
@@ -68,9 +96,7 @@ class GatedTail:
     """
 
     def _tail(self, x: torch.Tensor, block_input: torch.Tensor) -> torch.Tensor:
-        shortcut = block_input
-        if self.downsample is not None:
-            shortcut = self.downsample(block_input)
+        shortcut = self._shortcut(block_input)
         if not torch.jit.is_scripting() and runs_eagerly(x):
             if hasattr(self, "act3"):
                 tail = batch_norm_folded_tail(self, x, shortcut, self.conv3, self.bn3, self.act3)
@@ -89,6 +115,15 @@ class GatedTail:
                 return tail
         if self.se is not None:
             x = self.se(x)
+        return self._add_shortcut(x, shortcut)
+
+    def _shortcut(self, block_input: torch.Tensor) -> torch.Tensor:
+        if self.downsample is not None:
+            return self.downsample(block_input)
+        return block_input
+
+    def _add_shortcut(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """Drop path, shortcut add and last activation of the gated branch ``x``."""
         if self.drop_path is not None:
             x = self.drop_path(x)
         x += shortcut
@@ -130,6 +165,10 @@ class GatedTailBottleneck(Bottleneck, GatedTail):
         x = self.act2(x)
         x = self.aa(x)
 
+        if not torch.jit.is_scripting() and torch.compiler.is_compiling():
+            gated = gated_through_pointwise_conv(self, x, self.conv3, self.bn3)
+            if gated is not None:
+                return self._add_shortcut(gated, self._shortcut(shortcut))
         x = self.conv3(x)
         return self._tail(x, shortcut)
 

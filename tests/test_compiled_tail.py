@@ -1,0 +1,156 @@
+"""Compiled SE Bottlenecks pool their last convolution's input (``gated_through_pointwise_conv`` in
+attnzoo/surgery/resnet.py) and still compute timm's function.
+
+Under ``torch.compile`` (and ``torch.export``) a GatedTailBottleneck whose attention is SE computes SE's
+descriptor as ``bn3(conv3(mean(x)))`` from ``conv3``'s input ``x`` instead of pooling ``bn3(conv3(x))``:
+the same values up to float rounding, where the identity holds. Every comparison is against timm's forward
+of the same weights, on models whose attention is shown to change the output.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.testing import assert_close
+
+from attention_helpers import assert_attention_matters
+from attnzoo.surgery.resnet import GatedTailBottleneck, gated_through_pointwise_conv
+from test_gated_tail import gated_model, group_norm, logits, replaced_last_bn, reverted, scaled_output, subclassed
+from test_gated_tail import without_running_stats
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compiler():
+    """Each test compiles a new model; without a reset, dynamo's per-code-object recompile limit trips."""
+    torch.compiler.reset()
+    yield
+
+
+class RecordingBackend:
+    """A ``torch.compile`` backend that keeps each graph dynamo captures and runs it as it is."""
+
+    def __init__(self) -> None:
+        self.graphs: list[torch.fx.GraphModule] = []
+
+    def __call__(self, graph: torch.fx.GraphModule, example_inputs: list) -> object:
+        self.graphs.append(graph)
+        return graph.forward
+
+    def linear_calls(self, model: nn.Module) -> int:
+        """Calls of ``F.linear`` besides those of ``model``'s ``nn.Linear`` layers (the classifier): the route
+        makes three per block (the descriptor and SE's two layers); timm's SE makes none (its layers are 1x1
+        convolutions), CBAM's channel gate two (its shared MLP, on both descriptors at once)."""
+        linear = (F.linear, torch._C._nn.linear)
+        calls = sum(node.op == "call_function" and node.target in linear for g in self.graphs for node in g.graph.nodes)
+        return calls - sum(isinstance(m, nn.Linear) for m in model.modules())
+
+
+def compiled_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, RecordingBackend]:
+    backend = RecordingBackend()
+    with torch.no_grad():
+        out = torch.compile(model, backend=backend, fullgraph=True, dynamic=False)(x.clone())
+    return out, backend
+
+
+def bottlenecks(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, GatedTailBottleneck)]
+
+
+def assert_close_to_rounding(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    assert torch.isfinite(theirs).all()
+    assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
+
+
+@pytest.mark.parametrize("base", ["resnet26d", "resnet50"])
+def test_compiled_se_bottlenecks_pool_the_last_convolutions_input_and_give_timms_logits(base):
+    model = gated_model(base, "se")
+    x = torch.randn(2, 3, 64, 64)
+    assert_attention_matters(model, x)
+    out, backend = compiled_logits(model, x)
+    assert backend.linear_calls(model) == 3 * len(bottlenecks(model)) > 0
+    assert_close_to_rounding(out, logits(reverted(model), x))
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (3, 8, 8), (2, 1, 1), (2, 5, 3)], ids=str)
+def test_the_route_gives_se_of_the_last_batchnorms_output(shape):
+    """Directly, on a block: ``se(bn3(conv3(x)))`` for any batch and map size, including 1x1 maps."""
+    block = gated_model("resnet50", "se").layer2[0]
+    batch, h, w = shape
+    x = torch.randn(batch, block.conv3.in_channels, h, w)
+    with torch.no_grad():
+        ours = gated_through_pointwise_conv(block, x, block.conv3, block.bn3)
+        ungated = block.bn3(block.conv3(x))
+        theirs = block.se.forward_plain(ungated.clone())
+    assert ours is not None
+    assert_close_to_rounding(ours, theirs)
+    assert (theirs - ungated).abs().max() > 1e-2  # the gate is not the identity
+
+
+def test_a_nan_in_one_image_reaches_that_images_logits_only():
+    model = gated_model("resnet50", "se")
+    x = torch.randn(2, 3, 64, 64)
+    x[0, 1, 5, 7] = float("nan")
+    out, backend = compiled_logits(model, x)
+    assert backend.linear_calls(model) > 0
+    assert torch.isnan(out[0]).all()
+    assert_close_to_rounding(out[1:], logits(reverted(model), x[1:]))
+
+
+def grouped_fc1(block: nn.Module) -> None:
+    fc1 = block.se.fc1
+    block.se.fc1 = nn.Conv2d(fc1.in_channels, fc1.out_channels, 1, groups=fc1.out_channels // 2)
+
+
+# where the identity does not hold, or the attention must be called: the block runs its plain forward
+DECLINED = {
+    "attention_hooked": lambda block: block.se.register_forward_hook(scaled_output),
+    "fc1_hooked": lambda block: block.se.fc1.register_forward_hook(scaled_output),
+    "bn_in_train_mode": lambda block: block.bn3.train(),
+    "bn_without_running_stats": lambda block: replaced_last_bn(block, without_running_stats),
+    "bn_subclass": lambda block: replaced_last_bn(block, subclassed),
+    "group_norm": lambda block: replaced_last_bn(block, group_norm),
+    "grouped_fc1": grouped_fc1,
+}
+
+
+@pytest.mark.parametrize("condition", DECLINED)
+def test_compiled_blocks_run_timms_forward_where_the_route_does_not_hold(condition):
+    block = gated_model("resnet50", "se").layer2[0]
+    x = torch.randn(2, block.conv1.in_channels, 16, 16)
+    assert_attention_matters(block, x)
+    DECLINED[condition](block)
+    assert gated_through_pointwise_conv(block, torch.randn(2, block.conv3.in_channels, 8, 8), block.conv3, block.bn3) is None
+    out, backend = compiled_logits(block, x)
+    assert backend.linear_calls(block) == 0
+    theirs = logits(reverted(block), x)  # with the change: hooks, modes and modules are copied
+    assert_close(out, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("change", [dict(stride=(2, 2)), dict(padding=(1, 1))], ids=["strided", "padded"])
+def test_the_route_declines_a_last_convolution_that_is_not_the_same_map_at_every_position(change):
+    """(The block cannot run with such a convolution: its output would not fit the shortcut.)"""
+    block = gated_model("resnet50", "se").layer2[1]
+    for attribute, value in change.items():
+        setattr(block.conv3, attribute, value)
+    assert gated_through_pointwise_conv(block, torch.randn(2, block.conv3.in_channels, 8, 8), block.conv3, block.bn3) is None
+
+
+@pytest.mark.parametrize("attn", ["cbam", "cbam_channel", "cbam_spatial"])
+def test_attentions_gated_by_more_than_the_mean_take_timms_forward_when_compiled(attn):
+    """CBAM's channel gate needs the max-pooled descriptor too, which no linear map carries through."""
+    model = gated_model("resnet26d", attn)
+    x = torch.randn(2, 3, 64, 64)
+    out, backend = compiled_logits(model, x)
+    assert backend.linear_calls(model) == (0 if attn == "cbam_spatial" else 2 * len(bottlenecks(model)))
+    assert_close_to_rounding(out, logits(reverted(model), x))
+
+
+def test_exported_se_bottlenecks_give_timms_logits():
+    model = gated_model("resnet26d", "se")
+    x = torch.randn(2, 3, 64, 64)
+    program = torch.export.export(model, (x,))
+    with torch.no_grad():
+        assert_close_to_rounding(program.module()(x.clone()), logits(reverted(model), x))
