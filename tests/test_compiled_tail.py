@@ -107,6 +107,8 @@ def grouped_fc1(block: nn.Module) -> None:
 DECLINED = {
     "attention_hooked": lambda block: block.se.register_forward_hook(scaled_output),
     "fc1_hooked": lambda block: block.se.fc1.register_forward_hook(scaled_output),
+    "conv_hooked": lambda block: block.conv3.register_forward_hook(scaled_output),
+    "bn_hooked": lambda block: block.bn3.register_forward_hook(scaled_output),
     "bn_in_train_mode": lambda block: block.bn3.train(),
     "bn_without_running_stats": lambda block: replaced_last_bn(block, without_running_stats),
     "bn_subclass": lambda block: replaced_last_bn(block, subclassed),

@@ -70,13 +70,14 @@ def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Mod
     Bottleneck's last convolution reads a quarter of the channels it writes) replaces a pass over the
     convolution's output, and inductor then fuses the gating with the BatchNorm, the shortcut add and the
     ReLU as it does for the plain block. The sums run in another order, so values agree to float rounding.
-    Steps aside where a hook watches the attention (it would not be called), for an attention gated by more
-    than the mean (``gate_from_mean``: SE), and for a convolution or BatchNorm this identity does not hold for.
+    Steps aside where a hook watches the attention (it would not be called), the convolution or the BatchNorm
+    (what it returns would not reach the descriptor), for an attention gated by more than the mean
+    (``gate_from_mean``: SE), and for a convolution or BatchNorm this identity does not hold for.
     """
     se = block.se
     if not hasattr(se, "gate_from_mean") or watched(se) or not se.pointwise_mlp():
         return None
-    if not (pointwise(conv) and conv.stride == (1, 1)):
+    if not (pointwise(conv) and conv.stride == (1, 1)) or watched(conv) or watched(bn):
         return None
     if type(bn) is not nn.BatchNorm2d or bn.training or not bn.track_running_stats:
         return None
