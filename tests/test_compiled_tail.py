@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 from torch.testing import assert_close
 
 from attention_helpers import assert_attention_matters
@@ -129,6 +130,59 @@ def test_compiled_blocks_run_timms_forward_where_the_route_does_not_hold(conditi
     theirs = logits(reverted(block), x)  # with the change: hooks, modes and modules are copied
     assert_close(out, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
     assert torch.isfinite(out).all()
+
+
+def test_compiled_blocks_give_timms_forward_where_a_global_hook_changes_the_last_convolutions_output():
+    """A hook for every module (``register_module_forward_hook``) sees the convolution too; the route would
+    pool the convolution's input, which the hook does not change."""
+    block = gated_model("resnet50", "se").layer2[0]
+    x = torch.randn(2, block.conv1.in_channels, 16, 16)
+    assert_attention_matters(block, x)
+    twin = reverted(block)
+    convolutions = (block.conv3, twin.conv3)
+
+    def scaled_convolution(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        return scaled_output(module, args, out) if any(module is conv for conv in convolutions) else None
+
+    handle = register_module_forward_hook(scaled_convolution)
+    try:
+        assert gated_through_pointwise_conv(block, torch.randn(2, block.conv3.in_channels, 8, 8), block.conv3, block.bn3) is None
+        out, backend = compiled_logits(block, x)
+        theirs = logits(twin, x)
+    finally:
+        handle.remove()
+    assert backend.linear_calls(block) == 0
+    assert_close_to_rounding(out, theirs)
+
+
+def scaled_input_gradient(module: nn.Module, grad_input: tuple, grad_output: tuple) -> tuple:
+    """A backward hook that changes the gradient it passes on, so a route that skipped it would give other
+    gradients."""
+    return tuple(None if g is None else g * 3 for g in grad_input)
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+    x = x.clone().requires_grad_()
+    # not fullgraph: dynamo calls a module with backward hooks outside its graph
+    forward = torch.compile(model, backend="eager") if compiled else model
+    forward(x).square().sum().backward()
+    return x.grad
+
+
+# (not se.fc1: SE's in-place ReLU may not modify what a backward hook's module returns, in timm's SE as in ours)
+@pytest.mark.parametrize("layer", ["conv3", "bn3", "se.fc2"])
+def test_compiled_blocks_give_timms_gradients_where_a_backward_hook_watches(layer):
+    """A backward hook on the convolution or BatchNorm sees the gradient of every path through it, the
+    attention's descriptor included, which the route's descriptor would bypass; one on SE's layers needs
+    them called."""
+    block = gated_model("resnet50", "se").layer2[0]
+    x = torch.randn(2, block.conv1.in_channels, 16, 16)
+    unhooked = input_gradient(reverted(block), x)
+    block.get_submodule(layer).register_full_backward_hook(scaled_input_gradient)
+    assert gated_through_pointwise_conv(block, torch.randn(2, block.conv3.in_channels, 8, 8), block.conv3, block.bn3) is None
+    theirs = input_gradient(reverted(block), x)
+    assert (theirs - unhooked).abs().max() > 1e-2 * theirs.abs().max()  # the hook changes timm's gradient
+    assert_close_to_rounding(input_gradient(block, x, compiled=True), theirs)
 
 
 @pytest.mark.parametrize("change", [dict(stride=(2, 2)), dict(padding=(1, 1))], ids=["strided", "padded"])

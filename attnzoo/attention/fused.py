@@ -77,20 +77,31 @@ def runs_eagerly(x: torch.Tensor) -> bool:
 
 
 def watched(module: nn.Module) -> bool:
-    """Whether a forward hook watches ``module`` or one of its submodules.
+    """Whether a forward or backward hook watches ``module`` or one of its submodules.
 
     The eager routes call no submodule (a C++ node or a kernel computes the gates) and may gate in place, so
     where a hook watches they step aside for the plain formulation, which calls each submodule and leaves
-    its input alone: feature capture sees what it asked for. (Global hooks, e.g. the module tracking of
-    ``FlopCounterMode``, see every module that is called; they only stop gating in place.)
+    its input alone: feature capture sees what it asked for, and a backward hook (Grad-CAM's) the gradient
+    of every path through the module. (Global hooks, e.g. the module tracking of ``FlopCounterMode``, see
+    every module that is called: :func:`watched_globally`.)
     """
     stack = [module]
     while stack:
         current = stack.pop()
         if current._forward_hooks or current._forward_pre_hooks:
             return True
+        if current._backward_hooks or current._backward_pre_hooks:
+            return True
         stack.extend(current._modules.values())
     return False
+
+
+def watched_globally() -> bool:
+    """Whether a forward hook or pre-hook registered for every module (``register_module_forward_hook``)
+    watches: it sees each module that is called, and what it returns replaces that module's input or output.
+    It stops gating in place, and the compiled route that calls no attention
+    (:func:`attnzoo.surgery.resnet.gated_through_pointwise_conv`)."""
+    return bool(_global_forward_hooks or _global_forward_pre_hooks)
 
 
 def may_gate_in_place(module: nn.Module, x: torch.Tensor, *, known_unwatched: bool = False) -> bool:
@@ -105,7 +116,7 @@ def may_gate_in_place(module: nn.Module, x: torch.Tensor, *, known_unwatched: bo
         getattr(module, "gate_in_place", False)
         and not torch.is_grad_enabled()
         and not x.requires_grad
-        and not (_global_forward_hooks or _global_forward_pre_hooks)
+        and not watched_globally()
         and (known_unwatched or not watched(module))
     )
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from attnzoo.attention.fused import runs_eagerly, watched
+from attnzoo.attention.fused import runs_eagerly, watched, watched_globally
 from attnzoo.attention.se import pointwise
 from attnzoo.attention.kernels import fused_ops
 from attnzoo.surgery.registry import SurgeryHook, register_surgery, scale_
@@ -71,11 +71,12 @@ def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Mod
     convolution's output, and inductor then fuses the gating with the BatchNorm, the shortcut add and the
     ReLU as it does for the plain block. The sums run in another order, so values agree to float rounding.
     Steps aside where a hook watches the attention (it would not be called), the convolution or the BatchNorm
-    (what it returns would not reach the descriptor), for an attention gated by more than the mean
-    (``gate_from_mean``: SE), and for a convolution or BatchNorm this identity does not hold for.
+    (what a forward hook returns would not reach the descriptor, nor a backward hook see the gradient through
+    it), or every module (:func:`~attnzoo.attention.fused.watched_globally`), for an attention gated by more
+    than the mean (``gate_from_mean``: SE), and for a convolution or BatchNorm this identity does not hold for.
     """
     se = block.se
-    if not hasattr(se, "gate_from_mean") or watched(se) or not se.pointwise_mlp():
+    if not hasattr(se, "gate_from_mean") or watched(se) or watched_globally() or not se.pointwise_mlp():
         return None
     if not (pointwise(conv) and conv.stride == (1, 1)) or watched(conv) or watched(bn):
         return None
