@@ -1,10 +1,11 @@
-"""Compiled SE Bottlenecks pool their last convolution's input (``gated_through_pointwise_conv`` in
-attnzoo/surgery/resnet.py) and still compute timm's function.
+"""Compiled SE Bottlenecks pool their last convolution's input where that reads less
+(``gated_through_pointwise_conv`` in attnzoo/surgery/resnet.py) and still compute timm's function.
 
 Under ``torch.compile`` (and ``torch.export``) a GatedTailBottleneck whose attention is SE computes SE's
-descriptor as ``bn3(conv3(mean(x)))`` from ``conv3``'s input ``x`` instead of pooling ``bn3(conv3(x))``:
-the same values up to float rounding, where the identity holds. Every comparison is against timm's forward
-of the same weights, on models whose attention is shown to change the output.
+descriptor as ``bn3(conv3(mean(x)))`` from ``conv3``'s input ``x`` instead of pooling ``bn3(conv3(x))``
+where the map outweighs ``conv3``'s weights: the same values up to float rounding, where the identity
+holds. Every comparison is against timm's forward of the same weights, on models whose attention is shown
+to change the output.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from timm.models.resnet import Bottleneck
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook
 from torch.testing import assert_close
 
 from attention_helpers import assert_attention_matters
-from attnzoo.surgery.resnet import GatedTailBottleneck, gated_through_pointwise_conv
+from attnzoo.surgery.resnet import GatedTailBottleneck, gated_through_pointwise_conv, pooling_the_input_reads_less
 from test_gated_tail import gated_model, group_norm, logits, replaced_last_bn, reverted, scaled_output, subclassed
 from test_gated_tail import without_running_stats
 
@@ -41,7 +43,8 @@ class RecordingBackend:
 
     def linear_calls(self, model: nn.Module) -> int:
         """Calls of ``F.linear`` besides those of ``model``'s ``nn.Linear`` layers (the classifier): the route
-        makes three per block (the descriptor and SE's two layers); timm's SE makes none (its layers are 1x1
+        makes three per block that pools the convolution's input (the descriptor and SE's two layers) and two
+        per block that pools its output; timm's SE makes none (its layers are 1x1
         convolutions), CBAM's channel gate two (its shared MLP, on both descriptors at once)."""
         linear = (F.linear, torch._C._nn.linear)
         calls = sum(node.op == "call_function" and node.target in linear for g in self.graphs for node in g.graph.nodes)
@@ -64,22 +67,48 @@ def assert_close_to_rounding(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
 
 
+def pools_the_input(model: nn.Module, x: torch.Tensor) -> list[bool]:
+    """For each Bottleneck, whether the route pools its last convolution's input at this input size."""
+    sides = []
+    hooks = [b.conv3.register_forward_pre_hook(lambda conv, args: sides.append(pooling_the_input_reads_less(args[0], conv)))
+             for b in model.modules() if isinstance(b, Bottleneck)]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return sides
+
+
 @pytest.mark.parametrize("base", ["resnet26d", "resnet50"])
-def test_compiled_se_bottlenecks_pool_the_last_convolutions_input_and_give_timms_logits(base):
+def test_compiled_se_bottlenecks_take_the_route_and_give_timms_logits(base):
     model = gated_model(base, "se")
     x = torch.randn(2, 3, 64, 64)
     assert_attention_matters(model, x)
+    sides = pools_the_input(reverted(model), x)
+    assert any(sides) and not all(sides)  # early stages pool the input, the last the output
     out, backend = compiled_logits(model, x)
-    assert backend.linear_calls(model) == 3 * len(bottlenecks(model)) > 0
+    assert backend.linear_calls(model) == sum(3 if side else 2 for side in sides)
     assert_close_to_rounding(out, logits(reverted(model), x))
+
+
+def test_small_maps_pool_the_convolutions_output_because_its_weights_outweigh_them():
+    """ResNet-50 at 224: at batch 1 the last two stages pool the output (their conv3 weights outweigh the
+    maps), at batch 8 only the last."""
+    model = reverted(gated_model("resnet50", "se"))
+    stages = [len(stage) for stage in (model.layer1, model.layer2, model.layer3, model.layer4)]
+    for batch, input_stages in [(1, 2), (8, 3)]:
+        expected = [stage < input_stages for stage, blocks in enumerate(stages) for _ in range(blocks)]
+        assert pools_the_input(model, torch.randn(batch, 3, 224, 224)) == expected
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 16), (3, 8, 8), (2, 1, 1), (2, 5, 3)], ids=str)
 def test_the_route_gives_se_of_the_last_batchnorms_output(shape):
-    """Directly, on a block: ``se(bn3(conv3(x)))`` for any batch and map size, including 1x1 maps."""
+    """Directly, on a block: ``se(bn3(conv3(x)))`` for any batch and map size, including 1x1 maps, pooling
+    either side of the convolution."""
     block = gated_model("resnet50", "se").layer2[0]
     batch, h, w = shape
     x = torch.randn(batch, block.conv3.in_channels, h, w)
+    assert pooling_the_input_reads_less(x, block.conv3) == (h * w * batch > 64)
     with torch.no_grad():
         ours = gated_through_pointwise_conv(block, x, block.conv3, block.bn3)
         ungated = block.bn3(block.conv3(x))
@@ -204,9 +233,14 @@ def test_attentions_gated_by_more_than_the_mean_take_timms_forward_when_compiled
     assert_close_to_rounding(out, logits(reverted(model), x))
 
 
-def test_exported_se_bottlenecks_give_timms_logits():
+@pytest.mark.parametrize("dynamic_batch", [False, True], ids=["static", "dynamic_batch"])
+def test_exported_se_bottlenecks_give_timms_logits(dynamic_batch):
+    """With a dynamic batch, each block takes the side that reads less at every batch size, adding no guard."""
     model = gated_model("resnet26d", "se")
     x = torch.randn(2, 3, 64, 64)
-    program = torch.export.export(model, (x,))
-    with torch.no_grad():
-        assert_close_to_rounding(program.module()(x.clone()), logits(reverted(model), x))
+    shapes = ({0: torch.export.Dim("batch", max=64)},) if dynamic_batch else None
+    program = torch.export.export(model, (x,), dynamic_shapes=shapes)
+    for batch in (2, 5) if dynamic_batch else (2,):
+        x = torch.randn(batch, 3, 64, 64)
+        with torch.no_grad():
+            assert_close_to_rounding(program.module()(x.clone()), logits(reverted(model), x))

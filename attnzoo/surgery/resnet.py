@@ -9,7 +9,7 @@ forward, plus eager inference routes that apply the attention's gates, the short
 one pass over the feature map (:func:`gated_residual_tail`) where timm's forward makes three (gating,
 add, ReLU), and for SE and CBAM fold the last BN in as well (:func:`batch_norm_folded_tail`). FX, TorchScript and
 ``torch.jit.trace`` (ONNX) see timm's forward; so do ``torch.compile`` and ``torch.export``, except in a
-Bottleneck with SE, whose descriptor they compute from the last convolution's input
+Bottleneck with SE, whose descriptor they compute from the last convolution's input where that reads less
 (:func:`gated_through_pointwise_conv`).
 """
 
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from attnzoo.attention.fused import runs_eagerly, watched, watched_globally
 from attnzoo.attention.se import pointwise
@@ -63,13 +64,16 @@ def gated_residual_tail(block: nn.Module, x: torch.Tensor, shortcut: torch.Tenso
 
 def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> torch.Tensor | None:
     """``se(bn(conv(x)))`` with SE's descriptor, the mean of ``bn(conv(x))`` over positions, computed from the
-    convolution's input ``x``; None where the block must run its attention on ``bn(conv(x))`` itself.
+    convolution's input ``x`` where that reads less; None where the block must run its attention on
+    ``bn(conv(x))`` itself.
 
     Compiled graphs take this route. A 1x1 stride-1 convolution and an eval BatchNorm are the same affine
     map at every position, so the mean commutes with them: ``bn(conv(mean(x)))``. Pooling ``x`` (a
     Bottleneck's last convolution reads a quarter of the channels it writes) replaces a pass over the
-    convolution's output, and inductor then fuses the gating with the BatchNorm, the shortcut add and the
-    ReLU as it does for the plain block. The sums run in another order, so values agree to float rounding.
+    convolution's output, but projecting the mean reads the convolution's weights again, so small maps pool
+    the output (:func:`pooling_the_input_reads_less`). Either way SE's MLP runs as matrix products, and
+    inductor fuses the gating with the BatchNorm, the shortcut add and the ReLU as it does for the plain
+    block. The sums run in another order, so values agree to float rounding.
     Steps aside where a hook watches the attention (it would not be called), the convolution or the BatchNorm
     (what a forward hook returns would not reach the descriptor, nor a backward hook see the gradient through
     it), or every module (:func:`~attnzoo.attention.fused.watched_globally`), for an attention gated by more
@@ -82,9 +86,23 @@ def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Mod
         return None
     if type(bn) is not nn.BatchNorm2d or bn.training or not bn.track_running_stats:
         return None
+    if not pooling_the_input_reads_less(x, conv):
+        out = bn(conv(x))
+        return out * se.gate_from_mean(out.mean((2, 3)))[:, :, None, None]
     mean = F.linear(x.mean((2, 3)), conv.weight.flatten(1), conv.bias)
     gate = se.gate_from_mean(F.batch_norm(mean, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps))
     return bn(conv(x)) * gate[:, :, None, None]
+
+
+def pooling_the_input_reads_less(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether pooling the convolution's input and projecting the mean reads fewer elements than pooling
+    its output. The projection reads the convolution's weights again, which outweigh a small feature map:
+    at batch 1 a ResNet-50's last two stages pool their output. Decided from shapes without adding a guard:
+    where the batch size is unknown while compiling (``dynamic=True``, ``torch.export`` with a dynamic
+    batch), the input is pooled only if that reads less at every batch size the graph allows."""
+    read_before = x.numel() + conv.weight.numel()
+    read_after = x.shape[0] * conv.out_channels * x.shape[2] * x.shape[3]
+    return statically_known_true(read_before < read_after)
 
 
 class GatedTail:
