@@ -82,7 +82,7 @@ def pools_the_input(model: nn.Module, x: torch.Tensor) -> list[bool]:
 @pytest.mark.parametrize("base", ["resnet26d", "resnet50"])
 def test_compiled_se_bottlenecks_take_the_route_and_give_timms_logits(base):
     model = gated_model(base, "se")
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(3, 3, 64, 64)
     assert_attention_matters(model, x)
     sides = pools_the_input(reverted(model), x)
     assert any(sides) and not all(sides)  # early stages pool the input, the last the output
@@ -99,6 +99,20 @@ def test_small_maps_pool_the_convolutions_output_because_its_weights_outweigh_th
     for batch, input_stages in [(1, 2), (8, 3)]:
         expected = [stage < input_stages for stage, blocks in enumerate(stages) for _ in range(blocks)]
         assert pools_the_input(model, torch.randn(batch, 3, 224, 224)) == expected
+
+
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_products_of_one_or_two_descriptors_are_reductions_when_compiled(attn, batch):
+    """SE's MLP and projection at batch 1 or 2, CBAM's MLP at batch 1 (both descriptors stacked) compile to
+    a broadcast product and sum, not ``F.linear``; the logits stay timm's. (Larger batches use ``F.linear``:
+    the other tests here count its calls at batch 3.)"""
+    model = gated_model("resnet26d", attn)
+    x = torch.randn(batch, 3, 64, 64)
+    assert_attention_matters(model, x)
+    out, backend = compiled_logits(model, x)
+    assert backend.linear_calls(model) == (2 * len(bottlenecks(model)) if attn == "cbam" and batch == 2 else 0)
+    assert_close_to_rounding(out, logits(reverted(model), x))
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 16), (3, 8, 8), (2, 1, 1), (2, 5, 3)], ids=str)
@@ -120,7 +134,7 @@ def test_the_route_gives_se_of_the_last_batchnorms_output(shape):
 
 def test_a_nan_in_one_image_reaches_that_images_logits_only():
     model = gated_model("resnet50", "se")
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(3, 3, 64, 64)
     x[0, 1, 5, 7] = float("nan")
     out, backend = compiled_logits(model, x)
     assert backend.linear_calls(model) > 0
@@ -150,7 +164,7 @@ DECLINED = {
 @pytest.mark.parametrize("condition", DECLINED)
 def test_compiled_blocks_run_timms_forward_where_the_route_does_not_hold(condition):
     block = gated_model("resnet50", "se").layer2[0]
-    x = torch.randn(2, block.conv1.in_channels, 16, 16)
+    x = torch.randn(3, block.conv1.in_channels, 16, 16)
     assert_attention_matters(block, x)
     DECLINED[condition](block)
     assert gated_through_pointwise_conv(block, torch.randn(2, block.conv3.in_channels, 8, 8), block.conv3, block.bn3) is None
@@ -165,7 +179,7 @@ def test_compiled_blocks_give_timms_forward_where_a_global_hook_changes_the_last
     """A hook for every module (``register_module_forward_hook``) sees the convolution too; the route would
     pool the convolution's input, which the hook does not change."""
     block = gated_model("resnet50", "se").layer2[0]
-    x = torch.randn(2, block.conv1.in_channels, 16, 16)
+    x = torch.randn(3, block.conv1.in_channels, 16, 16)
     assert_attention_matters(block, x)
     twin = reverted(block)
     convolutions = (block.conv3, twin.conv3)
@@ -227,7 +241,7 @@ def test_the_route_declines_a_last_convolution_that_is_not_the_same_map_at_every
 def test_attentions_gated_by_more_than_the_mean_take_timms_forward_when_compiled(attn):
     """CBAM's channel gate needs the max-pooled descriptor too, which no linear map carries through."""
     model = gated_model("resnet26d", attn)
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(3, 3, 64, 64)
     out, backend = compiled_logits(model, x)
     assert backend.linear_calls(model) == (0 if attn == "cbam_spatial" else 2 * len(bottlenecks(model)))
     assert_close_to_rounding(out, logits(reverted(model), x))
@@ -240,6 +254,8 @@ def test_exported_se_bottlenecks_give_timms_logits(dynamic_batch):
     x = torch.randn(2, 3, 64, 64)
     shapes = ({0: torch.export.Dim("batch", max=64)},) if dynamic_batch else None
     program = torch.export.export(model, (x,), dynamic_shapes=shapes)
+    linear = sum(node.target == torch.ops.aten.linear.default for node in program.graph.nodes)
+    assert linear > 1  # the classifier and the descriptors: exported graphs keep F.linear at any batch
     for batch in (2, 5) if dynamic_batch else (2,):
         x = torch.randn(batch, 3, 64, 64)
         with torch.no_grad():

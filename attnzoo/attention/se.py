@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from timm.layers import create_act_layer, make_divisible
 from timm.layers.activations import Sigmoid
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from attnzoo.attention.fused import MeanGated, fusion_kernels, may_gate_in_place, runs_eagerly, watched
 from attnzoo.attention.identity import ScaledSigmoid, gate_for, zero_
@@ -40,6 +41,23 @@ def pointwise(layer: nn.Module) -> bool:
     grouped or wider one, a subclass, or a layer whose weight a parametrization computes (spectral norm's power
     iteration moves on every read) is left to its own forward."""
     return type(layer) is nn.Conv2d and layer.kernel_size == (1, 1) and layer.groups == 1 and layer.padding == (0, 0)
+
+
+def descriptor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for pooled descriptors (N, C). Compiled (not exported) with at most two
+    rows, as at batch 1, it is written as a broadcast product and sum, which inductor turns into one
+    reduction kernel parallel over the outputs: the BLAS runs a product of one or two rows with little gain
+    from more threads, and at batch 1 reading the excitation's weights is most of what SE adds."""
+    if not torch.jit.is_scripting():  # (TorchScript skips this block, which it could not compile)
+        if few_rows_while_compiling(x):
+            out = (x[:, None, :] * weight[None]).sum(-1)
+            return out if bias is None else out + bias
+    return F.linear(x, weight, bias)
+
+
+def few_rows_while_compiling(x: torch.Tensor) -> bool:
+    """Whether ``torch.compile`` (not ``torch.export``) is tracing descriptors ``x`` of one or two rows."""
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting() and statically_known_true(x.shape[0] <= 2)
 
 
 def reduced_channels(channels: int, rd_ratio: float, rd_channels: int | None, rd_divisor: int) -> int:
@@ -105,8 +123,8 @@ class ChannelExcitation(nn.Module):
         """``fc2(act(fc1(pooled)))`` for descriptors (N, C) as matrix products: the 1x1 convolutions' arithmetic on
         vectors, without a convolution call per layer (which compiled graphs pay for at batch 1). Needs plain 1x1
         layers (:func:`pointwise`)."""
-        hidden = self.act(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
-        return F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
+        hidden = self.act(descriptor_linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
+        return descriptor_linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
 
     def init_identity(self) -> float:
         """Zero the MLP's output layer so the gate is constant: sigmoid(0) = 0.5, or 1 with

@@ -22,7 +22,7 @@ from torch import nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from attnzoo.attention.fused import runs_eagerly, watched, watched_globally
-from attnzoo.attention.se import pointwise
+from attnzoo.attention.se import descriptor_linear, pointwise
 from attnzoo.attention.kernels import fused_ops
 from attnzoo.surgery.registry import SurgeryHook, register_surgery, scale_
 
@@ -89,7 +89,7 @@ def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Mod
     if not pooling_the_input_reads_less(x, conv):
         out = bn(conv(x))
         return out * se.gate_from_mean(out.mean((2, 3)))[:, :, None, None]
-    mean = F.linear(x.mean((2, 3)), conv.weight.flatten(1), conv.bias)
+    mean = descriptor_linear(x.mean((2, 3)), conv.weight.flatten(1), conv.bias)
     gate = se.gate_from_mean(F.batch_norm(mean, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps))
     return bn(conv(x)) * gate[:, :, None, None]
 
