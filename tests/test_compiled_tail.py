@@ -115,6 +115,22 @@ def test_products_of_one_or_two_descriptors_are_reductions_when_compiled(attn, b
     assert_close_to_rounding(out, logits(reverted(model), x))
 
 
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_compiled_blocks_under_autocast_give_timms_dtype_and_values(attn, batch):
+    """Autocast casts ``F.linear`` to bfloat16 but not a broadcast product: a float32 gate would promote the
+    block's output, and every feature map after it, to float32 where timm's stay bfloat16."""
+    block = gated_model("resnet26d", attn).layer2[1]
+    x = torch.randn(batch, block.conv1.in_channels, 8, 8)
+    assert_attention_matters(block, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = compiled_logits(block, x)
+        theirs = logits(reverted(block), x)
+    assert theirs.dtype == torch.bfloat16
+    assert out.dtype == theirs.dtype
+    assert_close(out.float(), theirs.float(), rtol=2e-2, atol=2e-2 * theirs.abs().max().item())
+
+
 @pytest.mark.parametrize("shape", [(1, 16, 16), (3, 8, 8), (2, 1, 1), (2, 5, 3)], ids=str)
 def test_the_route_gives_se_of_the_last_batchnorms_output(shape):
     """Directly, on a block: ``se(bn3(conv3(x)))`` for any batch and map size, including 1x1 maps, pooling

@@ -47,7 +47,9 @@ def descriptor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     """``F.linear(x, weight, bias)`` for pooled descriptors (N, C). Compiled (not exported) with at most two
     rows, as at batch 1, it is written as a broadcast product and sum, which inductor turns into one
     reduction kernel parallel over the outputs: the BLAS runs a product of one or two rows with little gain
-    from more threads, and at batch 1 reading the excitation's weights is most of what SE adds."""
+    from more threads, and at batch 1 reading the excitation's weights is most of what SE adds. Not under
+    autocast, which casts ``F.linear`` to its lower precision but not the product, whose float32 gate would
+    then promote the block's output and every feature map after it."""
     if not torch.jit.is_scripting():  # (TorchScript skips this block, which it could not compile)
         if few_rows_while_compiling(x):
             out = (x[:, None, :] * weight[None]).sum(-1)
@@ -56,8 +58,11 @@ def descriptor_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 
 def few_rows_while_compiling(x: torch.Tensor) -> bool:
-    """Whether ``torch.compile`` (not ``torch.export``) is tracing descriptors ``x`` of one or two rows."""
-    return torch.compiler.is_compiling() and not torch.compiler.is_exporting() and statically_known_true(x.shape[0] <= 2)
+    """Whether ``torch.compile`` (not ``torch.export``) is tracing descriptors ``x`` of one or two rows,
+    outside autocast."""
+    if not torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.is_autocast_enabled(x.device.type):
+        return False
+    return statically_known_true(x.shape[0] <= 2)
 
 
 def reduced_channels(channels: int, rd_ratio: float, rd_channels: int | None, rd_divisor: int) -> int:
