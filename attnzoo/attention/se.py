@@ -125,9 +125,9 @@ class ChannelExcitation(nn.Module):
         return pointwise(self.fc1) and pointwise(self.fc2)
 
     def mlp(self, pooled: torch.Tensor) -> torch.Tensor:
-        """``fc2(act(fc1(pooled)))`` for descriptors (N, C) as matrix products: the 1x1 convolutions' arithmetic on
-        vectors, without a convolution call per layer (which compiled graphs pay for at batch 1). Needs plain 1x1
-        layers (:func:`pointwise`)."""
+        """``fc2(act(fc1(pooled)))`` for descriptors (N, C) by :func:`descriptor_linear`: the 1x1 convolutions'
+        arithmetic on vectors, without a convolution call per layer (which compiled graphs pay for at batch 1).
+        Needs plain 1x1 layers (:func:`pointwise`)."""
         hidden = self.act(descriptor_linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
         return descriptor_linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
 

@@ -71,8 +71,8 @@ def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Mod
     map at every position, so the mean commutes with them: ``bn(conv(mean(x)))``. Pooling ``x`` (a
     Bottleneck's last convolution reads a quarter of the channels it writes) replaces a pass over the
     convolution's output, but projecting the mean reads the convolution's weights again, so small maps pool
-    the output (:func:`pooling_the_input_reads_less`). Either way SE's MLP runs as matrix products, and
-    inductor fuses the gating with the BatchNorm, the shortcut add and the ReLU as it does for the plain
+    the output (:func:`pooling_the_input_reads_less`). Either way SE's MLP runs on vectors
+    (:meth:`~attnzoo.attention.se.ChannelExcitation.mlp`), and inductor fuses the gating with the BatchNorm, the shortcut add and the ReLU as it does for the plain
     block. The sums run in another order, so values agree to float rounding.
     Steps aside where a hook watches the attention (it would not be called), the convolution or the BatchNorm
     (what a forward hook returns would not reach the descriptor, nor a backward hook see the gradient through
@@ -86,12 +86,13 @@ def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Mod
         return None
     if type(bn) is not nn.BatchNorm2d or bn.training or not bn.track_running_stats:
         return None
-    if not pooling_the_input_reads_less(x, conv):
-        out = bn(conv(x))
-        return out * se.gate_from_mean(out.mean((2, 3)))[:, :, None, None]
-    mean = descriptor_linear(x.mean((2, 3)), conv.weight.flatten(1), conv.bias)
-    gate = se.gate_from_mean(F.batch_norm(mean, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps))
-    return bn(conv(x)) * gate[:, :, None, None]
+    out = bn(conv(x))
+    if pooling_the_input_reads_less(x, conv):
+        projected = descriptor_linear(x.mean((2, 3)), conv.weight.flatten(1), conv.bias)
+        mean = F.batch_norm(projected, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    else:
+        mean = out.mean((2, 3))
+    return out * se.gate_from_mean(mean)[:, :, None, None]
 
 
 def pooling_the_input_reads_less(x: torch.Tensor, conv: nn.Conv2d) -> bool:
