@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr int64_t kPixelChunk = 1024;
+constexpr int64_t kPixelChunk = 1024;  // positions per task in channel reductions: accumulators stay in L1
 constexpr int kLanes = 16;
 
 // kLanes floats as one vector (GCC/Clang vector extension: AVX-512, two AVX registers, or four SSE ones)
@@ -32,7 +32,35 @@ inline Floats negative_infinity() {
   Floats v;
   for (int k = 0; k < kLanes; ++k) v[k] = -std::numeric_limits<float>::infinity();
   return v;
-}  // positions per task in channel reductions: accumulators stay in L1
+}
+
+// The sum (max) of a vector's lanes, halving the vector in registers: four dependent steps where a running
+// sum over the lanes takes sixteen, which dominate the reduction of a plane of a few positions (a training
+// step's 2x2 to 8x8 maps).
+typedef float HalfFloats __attribute__((vector_size(kLanes / 2 * sizeof(float))));
+typedef float QuarterFloats __attribute__((vector_size(kLanes / 4 * sizeof(float))));
+
+template <class Vector, class Whole>
+inline Vector half_of(const Whole& v, int which) {
+  Vector h;
+  std::memcpy(&h, reinterpret_cast<const char*>(&v) + which * sizeof(h), sizeof(h));
+  return h;
+}
+
+template <class Combine>
+inline float lane_reduce(Floats v, Combine combine) {
+  const HalfFloats eight = combine(half_of<HalfFloats>(v, 0), half_of<HalfFloats>(v, 1));
+  const QuarterFloats four = combine(half_of<QuarterFloats>(eight, 0), half_of<QuarterFloats>(eight, 1));
+  return combine(combine(four[0], four[2]), combine(four[1], four[3]));
+}
+
+inline float lane_sum(Floats v) {
+  return lane_reduce(v, [](auto a, auto b) { return a + b; });
+}
+
+inline float lane_max(Floats v) {
+  return lane_reduce(v, [](auto a, auto b) { return b > a ? b : a; });
+}
 
 int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_item));
@@ -106,17 +134,15 @@ inline void row_sum_max(const float* row, int64_t n, Value value, float& sum_out
     if constexpr (kWithMax) top0 = a > top0 ? a : top0;
     p += kLanes;
   }
-  sum0 += sum1;
-  if constexpr (kWithMax) top0 = top1 > top0 ? top1 : top0;
   float sum = 0.f, top = -std::numeric_limits<float>::infinity();
+  if (n >= kLanes) {  // lanes hold values: reduce them (rows of a few positions skip it)
+    sum = lane_sum(sum0 + sum1);
+    if constexpr (kWithMax) top = lane_max(top1 > top0 ? top1 : top0);
+  }
   for (; p < n; ++p) {
     const float v = value(row[p]);
     sum += v;
     if constexpr (kWithMax) top = v > top ? v : top;
-  }
-  for (int k = 0; k < kLanes; ++k) {
-    sum += sum0[k];
-    if constexpr (kWithMax) top = top0[k] > top ? top0[k] : top;
   }
   if constexpr (kWithMax) {
     if (std::isnan(sum)) {  // rare: find out whether a NaN (not inf - inf) caused it
@@ -374,14 +400,14 @@ std::tuple<at::Tensor, at::Tensor> channel_gate_grad(const at::Tensor& grad, con
         }
       }
       float sum = 0.f, count = 0.f;
+      if (hw >= kLanes) {  // lanes hold values: reduce them (planes of a few positions skip it)
+        sum = lane_sum(load(sums));
+        count = lane_sum(load(counts));
+      }
       for (; p < hw; ++p) {
         const float xv = row[p];
         sum += xv * grad_of_product(grow[p], s[p], xv * w, best[p], m[p], share[p]);
         count += xv == best_c ? 1.f : 0.f;
-      }
-      for (int k = 0; k < kLanes; ++k) {
-        sum += sums[k];
-        count += counts[k];
       }
       gc_out[plane] = sum;
       tie_out[plane] = count;
@@ -449,10 +475,12 @@ inline float dot(const float* a, const float* b, int64_t n) {
     s0 += load(a + i) * load(b + i);
     s1 += load(a + i + kLanes) * load(b + i + kLanes);
   }
-  s0 += s1;
-  float sum = 0.f;
+  if (i + kLanes <= n) {
+    s0 += load(a + i) * load(b + i);
+    i += kLanes;
+  }
+  float sum = n >= kLanes ? lane_sum(s0 + s1) : 0.f;  // rows of a few elements skip the lanes
   for (; i < n; ++i) sum += a[i] * b[i];
-  for (int k = 0; k < kLanes; ++k) sum += s0[k];
   return sum;
 }
 
