@@ -554,6 +554,91 @@ at::Tensor se_gate(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& 
   return se_gate_parts(x, w1, b1, w2, b2, gain).gate;
 }
 
+// ---- The excitation MLP's backward in loops ----
+// At a training step's small maps the MLP's gradients are products of a few rows (the batch) and a few thousand
+// weights: as ATen's mm, sum, comparison and multiply they are a dozen calls, each costing more than its
+// arithmetic. Here they are five loops over the weights, each parallel where there is work to share.
+
+// dst[i] += a * src[i] over n floats.
+inline void axpy(float* __restrict dst, float a, const float* __restrict src, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
+}
+
+// d z of gate = gain * sigmoid(z) from the gate's gradient (rows, C), written over it: grad * sig * (1 - sig) * gain.
+at::Tensor sigmoid_grad(at::Tensor grad_gate, const at::Tensor& sig, double gain) {
+  const at::Tensor s = sig.contiguous();
+  TORCH_CHECK(grad_gate.is_contiguous() && grad_gate.numel() == s.numel(), "sigmoid_grad: one gradient per gate");
+  float* g = grad_gate.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const float k = static_cast<float>(gain);
+  for (int64_t i = 0; i < s.numel(); ++i) g[i] = g[i] * sp[i] * (1.f - sp[i]) * k;
+  return grad_gate;
+}
+
+// The gradients of out = fc2(relu(fc1(in))) (1x1 convolutions with biases, weights (R, C, 1, 1) and
+// (C, R, 1, 1)) for `rows` rows of in (rows, C), given d out (rows, C) and the forward's hidden = relu(fc1(in))
+// (rows, R); d in is scaled by input_scale (1 / HW where in was a mean).
+struct MlpGrads {
+  at::Tensor fc1_w, fc1_b, fc2_w, fc2_b, input;
+};
+
+MlpGrads mlp_backward(const at::Tensor& grad_out, const at::Tensor& input, const at::Tensor& hidden,
+                      const at::Tensor& fc1_weight, const at::Tensor& fc2_weight, double input_scale) {
+  const int64_t rows = input.size(0), channels = input.size(1), reduced = hidden.size(1);
+  const at::Tensor w1 = fc1_weight.contiguous(), w2 = fc2_weight.contiguous();
+  const at::Tensor gz2_t = grad_out.contiguous(), in_t = input.contiguous(), hid_t = hidden.contiguous();
+  const float *gz2 = gz2_t.data_ptr<float>(), *in = in_t.data_ptr<float>(), *hid = hid_t.data_ptr<float>(),
+              *w1p = w1.data_ptr<float>(), *w2p = w2.data_ptr<float>();
+  MlpGrads g;
+  g.fc2_w = at::zeros(fc2_weight.sizes(), input.options());
+  g.fc2_b = at::zeros({channels}, input.options());
+  g.fc1_w = at::zeros(fc1_weight.sizes(), input.options());
+  g.fc1_b = at::zeros({reduced}, input.options());
+  g.input = at::zeros({rows, channels}, input.options());
+  auto gz1_t = at::zeros({rows, reduced}, input.options());
+  float *gw2 = g.fc2_w.data_ptr<float>(), *gb2 = g.fc2_b.data_ptr<float>(), *gw1 = g.fc1_w.data_ptr<float>(),
+        *gb1 = g.fc1_b.data_ptr<float>(), *gin = g.input.data_ptr<float>(), *gz1 = gz1_t.data_ptr<float>();
+  const int64_t weights = channels * reduced;
+
+  // fc2: d w2[c, :] = sum_n d out[n, c] * hidden[n, :], d b2[c] = sum_n d out[n, c]
+  at::parallel_for(0, channels, grain_for(rows * reduced), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      for (int64_t n = 0; n < rows; ++n) {
+        axpy(gw2 + c * reduced, gz2[n * channels + c], hid + n * reduced, reduced);
+        gb2[c] += gz2[n * channels + c];
+      }
+    }
+  });
+  // through fc2 and the ReLU: d hidden[n, :] = sum_c d out[n, c] * w2[c, :], where hidden > 0
+  at::parallel_for(0, rows, grain_for(weights), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      float* row = gz1 + n * reduced;
+      for (int64_t c = 0; c < channels; ++c) axpy(row, gz2[n * channels + c], w2p + c * reduced, reduced);
+      for (int64_t r = 0; r < reduced; ++r) row[r] *= hid[n * reduced + r] > 0.f ? 1.f : 0.f;
+    }
+  });
+  // fc1: d w1[r, :] = sum_n d hidden[n, r] * in[n, :], d b1[r] = sum_n d hidden[n, r]
+  at::parallel_for(0, reduced, grain_for(rows * channels), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t n = 0; n < rows; ++n) {
+        axpy(gw1 + r * channels, gz1[n * reduced + r], in + n * channels, channels);
+        gb1[r] += gz1[n * reduced + r];
+      }
+    }
+  });
+  // through fc1: d in[n, :] = input_scale * sum_r d hidden[n, r] * w1[r, :]
+  const float scale = static_cast<float>(input_scale);
+  at::parallel_for(0, rows, grain_for(weights), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      float* row = gin + n * channels;
+      for (int64_t r = 0; r < reduced; ++r) axpy(row, gz1[n * reduced + r], w1p + r * channels, channels);
+      for (int64_t c = 0; c < channels; ++c) row[c] *= scale;
+    }
+  });
+  return g;
+}
+
 // ---- SE training: squeeze, excitation and scale as one autograd node, forward and backward in C++ ----
 // One node where autograd would record eight, and no Python in backward: at the small maps of a training step
 // the per-node overhead is what the attention costs. Forward and the two passes over the feature map in
@@ -608,16 +693,11 @@ class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
     check_once_differentiable("SE");
     const double gain = ctx->saved_data["gain"].toDouble();
     const at::Tensor grad = grads[0].contiguous();
-    const int64_t channels = x.size(1), hw = x.size(2) * x.size(3), reduced = w1.size(0);
-    const at::Tensor grad_z2 = plane_dots(grad, x) * sig * (1 - sig) * gain;
-    const at::Tensor grad_w2 = at::mm(grad_z2.t(), hidden).view_as(w2);
-    const at::Tensor grad_b2 = grad_z2.sum(0);
-    const at::Tensor grad_z1 = at::mm(grad_z2, w2.view({channels, reduced})) * (hidden > 0);
-    const at::Tensor grad_w1 = at::mm(grad_z1.t(), pooled).view_as(w1);
-    const at::Tensor grad_b1 = grad_z1.sum(0);
-    const at::Tensor grad_pooled = at::mm(grad_z1, w1.view({reduced, channels})).div_(static_cast<double>(hw));
-    const at::Tensor grad_x = gated_grad_plus(grad, gate, grad_pooled);
-    return {grad_x, grad_w1, grad_b1, grad_w2, grad_b2, at::Tensor()};
+    const int64_t hw = x.size(2) * x.size(3);
+    const at::Tensor grad_z2 = sigmoid_grad(plane_dots(grad, x), sig, gain);
+    const MlpGrads mlp = mlp_backward(grad_z2, pooled, hidden, w1, w2, 1.0 / static_cast<double>(hw));
+    const at::Tensor grad_x = gated_grad_plus(grad, gate, mlp.input);
+    return {grad_x, mlp.fc1_w, mlp.fc1_b, mlp.fc2_w, mlp.fc2_b, at::Tensor()};
   }
 };
 
@@ -808,22 +888,16 @@ class Cbam : public torch::autograd::Function<Cbam> {
     // channel gate: d c, then back through the gate and the shared MLP to both descriptors
     auto [grad_c, channel_ties] = channel_gate_grad(grad, x, c, s, peak, mean_grad, max_share,
                                                     stacked.slice(0, batch).contiguous());
-    const at::Tensor grad_logits = grad_c * (channel_sig * (1 - channel_sig) * channel_gain);
-    const at::Tensor grad_z2 = at::cat({grad_logits, grad_logits});
-    const int64_t reduced = fc1_w.size(0);
-    const at::Tensor grad_fc2_w = at::mm(grad_z2.t(), hidden).view_as(fc2_w);
-    const at::Tensor grad_fc2_b = grad_z2.sum(0);
-    const at::Tensor grad_hidden = at::mm(grad_z2, fc2_w.view({channels, reduced})) * (hidden > 0);
-    const at::Tensor grad_fc1_w = at::mm(grad_hidden.t(), stacked).view_as(fc1_w);
-    const at::Tensor grad_fc1_b = grad_hidden.sum(0);
-    const at::Tensor grad_stacked = at::mm(grad_hidden, fc1_w.view({reduced, channels}));
+    const at::Tensor grad_logits = sigmoid_grad(grad_c, channel_sig, channel_gain);
+    const MlpGrads mlp = mlp_backward(at::cat({grad_logits, grad_logits}), stacked, hidden, fc1_w, fc2_w, 1.0);
+    const at::Tensor& grad_stacked = mlp.input;
 
     const at::Tensor grad_x = cbam_input_grad(
         grad, x, c, s, peak, mean_grad, max_share, stacked.slice(0, batch).contiguous(),
         (grad_stacked.slice(0, 0, batch) / static_cast<double>(hw)).contiguous(),
         (grad_stacked.slice(0, batch) / channel_ties).contiguous());
-    return {grad_x,      grad_fc1_w, grad_fc1_b, grad_fc2_w,   grad_fc2_b,   at::Tensor(), grad_conv_w, grad_bn_w,
-            grad_bn_b,   at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_x,    mlp.fc1_w,    mlp.fc1_b,    mlp.fc2_w,    mlp.fc2_b,    at::Tensor(), grad_conv_w, grad_bn_w,
+            grad_bn_b, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
