@@ -831,3 +831,24 @@ def test_cbam_on_the_plain_route_refuses_double_backward_with_the_workaround():
     x = torch.randn(2, 17, 7, 7, requires_grad=True)
     with plain_route(), pytest.raises(RuntimeError, match="not twice differentiable.*symbolic_trace"):
         torch.autograd.grad(module(x).square().sum(), x, create_graph=True)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 7])
+@pytest.mark.parametrize("shape", [(3, 16, 1, 1), (2, 32, 2, 3), (4, 16, 5, 9), (1, 8, 13, 4)], ids=shape_id)
+def test_cbam_training_node_convolves_as_torch_does_at_maps_smaller_and_larger_than_its_filter(
+    counting, shape, kernel_size
+):
+    """The training node's spatial convolution and its backward are loops: zero padding on every side of maps
+    narrower, shorter or larger than the filter, each tap's weight gradient, against torch's convolution."""
+    torch.manual_seed(0)
+    module = randomized_attention("cbam", shape[1], spatial_kernel_size=kernel_size).train()
+    x, upstream = torch.randn(shape), torch.randn(shape)
+    node = output_and_grads(module, module, x, upstream)
+    assert counting.calls["cbam"] == 1
+    with plain_route():
+        plain = output_and_grads(module, module, x, upstream)
+    names = [name for name, _ in module.named_parameters()]
+    conv_grad = node[2 + names.index("spatial.conv.conv.weight")]  # after the output and the input's gradient
+    assert conv_grad.shape[-2:] == (kernel_size, kernel_size) and conv_grad.abs().max() > 1e-3
+    for ours, theirs in zip(node, plain, strict=True):
+        assert_close(ours, theirs, rtol=1e-4, atol=max(1e-5, 2e-6 * theirs.abs().max().item()))

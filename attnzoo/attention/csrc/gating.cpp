@@ -743,58 +743,22 @@ ChannelGate channel_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, con
                          fc2_w, fc2_b, gain, x.options());
 }
 
-// ---- CBAM training: the whole module as one autograd node, forward and backward in C++ ----
-// c = channel_gain * sigmoid(mlp(mean_c) + mlp(max_c)) with mlp = fc2(relu(fc1(.))) applied once to both
-// descriptors stacked; s = spatial_gain * sigmoid(bn(conv(maps))) with maps = [mean_C(x*c), max_C(x*c)];
-// out = x * c * s. The function of attnzoo's Python route (attnzoo/attention/cbam.py), the channel gate by the
-// loops above (equal to float rounding); the BatchNorm updates its running statistics once, in forward,
-// through the same ATen kernel.
-struct CbamGates {
-  at::Tensor stacked, hidden, channel_sig, c, maps, conv_out, save_mean, save_invstd, spatial_sig, s;
-};
-
-// Both gates and what backward needs; the maps channels_last, which makes oneDNN's backward of the
-// 2-to-1-channel conv several times faster.
-CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
-                          const at::Tensor& fc2_w, const at::Tensor& fc2_b, double channel_gain,
-                          const at::Tensor& conv_w, const at::Tensor& bn_w, const at::Tensor& bn_b,
-                          const at::Tensor& running_mean, const at::Tensor& running_var, bool bn_training,
-                          double bn_momentum, double bn_eps, double spatial_gain) {
-  CbamGates g;
-  ChannelGate channel = channel_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain);
-  g.stacked = channel.stacked;
-  g.hidden = channel.hidden;
-  g.channel_sig = channel.sig;
-  g.c = channel.gate;
-  g.maps = gated_channel_stats(x, g.c).contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t pad = conv_w.size(-1) / 2;
-  g.conv_out = at::conv2d(g.maps, conv_w, {}, 1, pad);
-  // torch's batch_norm refuses a single value per channel in training (its variance would be 0/0, the running
-  // variance NaN); ATen's kernel does not check, so refuse here in the same words, as the same ValueError.
-  TORCH_CHECK_VALUE(!bn_training || g.conv_out.numel() / g.conv_out.size(1) != 1,
-                    "Expected more than 1 value per channel when training, got input size ", g.conv_out.sizes());
-  at::Tensor normed;
-  std::tie(normed, g.save_mean, g.save_invstd) =
-      at::native_batch_norm(g.conv_out, bn_w, bn_b, running_mean, running_var, bn_training, bn_momentum, bn_eps);
-  g.spatial_sig = at::sigmoid(normed);
-  g.s = spatial_gain == 1.0 ? g.spatial_sig : g.spatial_sig * spatial_gain;
-  return g;
+// CBAM's spatial convolution in loops: one odd k x k filter over the two (B, 2, H, W) maps (NCHW), stride 1,
+// 'same' zero padding, no bias. Its maps are a few thousand values, where oneDNN's call and its backward's
+// cost more than the arithmetic. Parallel over output rows; each row accumulates its taps along whole rows of
+// input (vectorised over positions), then finish(row, width) runs on it.
+int64_t spatial_kernel_size(const at::Tensor& maps, const at::Tensor& conv_w) {
+  const int64_t k = conv_w.size(-1);
+  TORCH_CHECK(maps.dim() == 4 && maps.size(1) == 2 && maps.is_contiguous() && conv_w.numel() == 2 * k * k &&
+                  conv_w.size(-2) == k && k % 2 == 1,
+              "CBAM's spatial conv must be one odd k x k filter over two contiguous maps");
+  return k;
 }
 
-// CBAM's spatial gate in eval mode: s = gain * sigmoid(scale * conv(maps) + shift), the BatchNorm folded into
-// scale and shift; a stride-1 'same' k x k convolution of the two (B, 2, H, W) maps, no bias. Parallel over
-// output rows; each row accumulates its taps along whole rows of input (vectorised over positions).
-at::Tensor spatial_gate_eval(const at::Tensor& maps, const at::Tensor& conv_w, const at::Tensor& bn_w,
-                             const at::Tensor& bn_b, const at::Tensor& running_mean, const at::Tensor& running_var,
-                             double bn_eps, double spatial_gain) {
-  const double invstd = 1.0 / std::sqrt(running_var.item<double>() + bn_eps);
-  const double folded_scale = bn_w.item<double>() * invstd;
-  const float scale = static_cast<float>(folded_scale);
-  const float shift = static_cast<float>(bn_b.item<double>() - running_mean.item<double>() * folded_scale);
-  const float gain = static_cast<float>(spatial_gain);
-  const int64_t batch = maps.size(0), h = maps.size(2), w = maps.size(3), k = conv_w.size(-1), pad = k / 2;
-  TORCH_CHECK(conv_w.numel() == 2 * k * k && conv_w.size(-2) == k && k % 2 == 1,
-              "cbam_gates: the spatial conv must be one odd k x k filter over two maps");
+template <class Finish>
+at::Tensor spatial_conv(const at::Tensor& maps, const at::Tensor& conv_w, Finish finish) {
+  const int64_t batch = maps.size(0), h = maps.size(2), w = maps.size(3), k = spatial_kernel_size(maps, conv_w);
+  const int64_t pad = k / 2;
   const at::Tensor weights = conv_w.contiguous();
   const float* wp = weights.data_ptr<float>();
   const float* src = maps.data_ptr<float>();
@@ -818,10 +782,108 @@ at::Tensor spatial_gate_eval(const at::Tensor& maps, const at::Tensor& conv_w, c
           }
         }
       }
-      for (int64_t x = 0; x < w; ++x) acc[x] = gain * sigmoid(acc[x] * scale + shift);
+      finish(acc, w);
     }
   });
   return out;
+}
+
+// The gradients of spatial_conv (no finish) for the maps and the filter, given d out (B, 1, H, W).
+std::tuple<at::Tensor, at::Tensor> spatial_conv_backward(const at::Tensor& grad_out, const at::Tensor& maps,
+                                                         const at::Tensor& conv_w) {
+  const int64_t batch = maps.size(0), h = maps.size(2), w = maps.size(3), k = spatial_kernel_size(maps, conv_w);
+  const int64_t pad = k / 2;
+  const at::Tensor weights = conv_w.contiguous(), g = grad_out.contiguous();
+  const float *wp = weights.data_ptr<float>(), *src = maps.data_ptr<float>(), *gp = g.data_ptr<float>();
+  auto grad_maps = at::empty_like(maps);
+  auto grad_w = at::empty(conv_w.sizes(), conv_w.options());
+  float *gm = grad_maps.data_ptr<float>(), *gw = grad_w.data_ptr<float>();
+  // d maps[b, ci, yy, x] = sum over taps of w[ci, ky, kx] * d out[b, yy - ky + pad, x - kx + pad]
+  at::parallel_for(0, batch * 2 * h, grain_for(k * k * w), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / (2 * h), ci = (row / h) % 2, yy = row % h;
+      float* acc = gm + row * w;
+      std::fill(acc, acc + w, 0.f);
+      for (int64_t ky = 0; ky < k; ++ky) {
+        const int64_t y = yy - ky + pad;
+        if (y < 0 || y >= h) continue;
+        const float* grow = gp + (b * h + y) * w;
+        for (int64_t kx = 0; kx < k; ++kx) {
+          const float tap = wp[(ci * k + ky) * k + kx];
+          const int64_t shift_x = pad - kx, x0 = std::max<int64_t>(0, -shift_x), x1 = std::min(w, w - shift_x);
+#pragma omp simd
+          for (int64_t x = x0; x < x1; ++x) acc[x] += tap * grow[x + shift_x];
+        }
+      }
+    }
+  });
+  // d w[ci, ky, kx] = sum over b, y, x of d out[b, y, x] * maps[b, ci, y + ky - pad, x + kx - pad]
+  at::parallel_for(0, 2 * k * k, grain_for(batch * h * w), [&](int64_t begin, int64_t end) {
+    for (int64_t tap = begin; tap < end; ++tap) {
+      const int64_t ci = tap / (k * k), ky = (tap / k) % k, kx = tap % k;
+      const int64_t shift_x = kx - pad, x0 = std::max<int64_t>(0, -shift_x), x1 = std::min(w, w - shift_x);
+      float sum = 0.f;
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t y = std::max<int64_t>(0, pad - ky); y < std::min(h, h + pad - ky); ++y) {
+          const float* in = src + ((b * 2 + ci) * h + y + ky - pad) * w + shift_x;
+          sum += x1 > x0 ? dot(gp + (b * h + y) * w + x0, in + x0, x1 - x0) : 0.f;
+        }
+      }
+      gw[tap] = sum;
+    }
+  });
+  return {grad_maps, grad_w};
+}
+
+// ---- CBAM training: the whole module as one autograd node, forward and backward in C++ ----
+// c = channel_gain * sigmoid(mlp(mean_c) + mlp(max_c)) with mlp = fc2(relu(fc1(.))) applied once to both
+// descriptors stacked; s = spatial_gain * sigmoid(bn(conv(maps))) with maps = [mean_C(x*c), max_C(x*c)];
+// out = x * c * s. The function of attnzoo's Python route (attnzoo/attention/cbam.py), the channel gate by the
+// loops above (equal to float rounding); the BatchNorm updates its running statistics once, in forward,
+// through the same ATen kernel.
+struct CbamGates {
+  at::Tensor stacked, hidden, channel_sig, c, maps, conv_out, save_mean, save_invstd, spatial_sig, s;
+};
+
+// Both gates and what backward needs.
+CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at::Tensor& fc1_b,
+                          const at::Tensor& fc2_w, const at::Tensor& fc2_b, double channel_gain,
+                          const at::Tensor& conv_w, const at::Tensor& bn_w, const at::Tensor& bn_b,
+                          const at::Tensor& running_mean, const at::Tensor& running_var, bool bn_training,
+                          double bn_momentum, double bn_eps, double spatial_gain) {
+  CbamGates g;
+  ChannelGate channel = channel_gate_parts(x, fc1_w, fc1_b, fc2_w, fc2_b, channel_gain);
+  g.stacked = channel.stacked;
+  g.hidden = channel.hidden;
+  g.channel_sig = channel.sig;
+  g.c = channel.gate;
+  g.maps = gated_channel_stats(x, g.c);
+  g.conv_out = spatial_conv(g.maps, conv_w, [](float*, int64_t) {});
+  // torch's batch_norm refuses a single value per channel in training (its variance would be 0/0, the running
+  // variance NaN); ATen's kernel does not check, so refuse here in the same words, as the same ValueError.
+  TORCH_CHECK_VALUE(!bn_training || g.conv_out.numel() / g.conv_out.size(1) != 1,
+                    "Expected more than 1 value per channel when training, got input size ", g.conv_out.sizes());
+  at::Tensor normed;
+  std::tie(normed, g.save_mean, g.save_invstd) =
+      at::native_batch_norm(g.conv_out, bn_w, bn_b, running_mean, running_var, bn_training, bn_momentum, bn_eps);
+  g.spatial_sig = at::sigmoid(normed);
+  g.s = spatial_gain == 1.0 ? g.spatial_sig : g.spatial_sig * spatial_gain;
+  return g;
+}
+
+// CBAM's spatial gate in eval mode: s = gain * sigmoid(scale * conv(maps) + shift), the BatchNorm folded into
+// scale and shift.
+at::Tensor spatial_gate_eval(const at::Tensor& maps, const at::Tensor& conv_w, const at::Tensor& bn_w,
+                             const at::Tensor& bn_b, const at::Tensor& running_mean, const at::Tensor& running_var,
+                             double bn_eps, double spatial_gain) {
+  const double invstd = 1.0 / std::sqrt(running_var.item<double>() + bn_eps);
+  const double folded_scale = bn_w.item<double>() * invstd;
+  const float scale = static_cast<float>(folded_scale);
+  const float shift = static_cast<float>(bn_b.item<double>() - running_mean.item<double>() * folded_scale);
+  const float gain = static_cast<float>(spatial_gain);
+  return spatial_conv(maps, conv_w, [&](float* acc, int64_t w) {
+    for (int64_t x = 0; x < w; ++x) acc[x] = gain * sigmoid(acc[x] * scale + shift);
+  });
 }
 
 // CBAM's channel gate (B, C) and spatial gate (B, 1, H, W) in one call, the BatchNorm in eval mode (which
@@ -879,9 +941,7 @@ class Cbam : public torch::autograd::Function<Cbam> {
     auto [grad_conv_out, grad_bn_w, grad_bn_b] = at::native_batch_norm_backward(
         grad_normed, conv_out, bn_w, running_mean, running_var, save_mean, save_invstd,
         ctx->saved_data["bn_training"].toBool(), ctx->saved_data["bn_eps"].toDouble(), {true, true, true});
-    const int64_t pad = conv_w.size(-1) / 2;
-    auto [grad_maps, grad_conv_w, unused] = at::convolution_backward(
-        grad_conv_out, maps, conv_w, c10::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+    auto [grad_maps, grad_conv_w] = spatial_conv_backward(grad_conv_out, maps, conv_w);
     const at::Tensor mean_grad = (grad_maps.select(1, 0) / static_cast<double>(channels)).contiguous();
     const at::Tensor max_share = (grad_maps.select(1, 1) / spatial_ties.select(1, 0)).contiguous();
 
