@@ -438,6 +438,32 @@ def test_gates_saturate_to_0_and_1_as_torchs_sigmoid_does(counting, name, train,
     assert (out[:, 1::2] == 0).all() and (out[:, ::2] == x[:, ::2]).any(), "the gates did not saturate"
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["plus_inf", "minus_inf"])
+@pytest.mark.parametrize("name", ["se", "cbam"])
+def test_training_nodes_give_torchs_nan_pattern_for_an_infinite_input(counting, name, sign):
+    """An infinite input value makes its channel's descriptors infinite, the MLP's gate gradients NaN, and the
+    hidden units it feeds inf (on) or 0 (off). The ReLU's backward gives a unit that was off a zero gradient,
+    selected as torch's is (a multiply by 0 would make it NaN): fc1's gradient is NaN only where torch's is.
+    Units 0-3 are off for every descriptor (a bias of -10, and a weight on the infinite channel that takes
+    its value to -inf), so their fc1 gradients hold finite values beside the infinite channel's NaN."""
+    module = randomized_attention(name, 16, rd_channels=8).train()
+    fc1 = module.fc1 if name == "se" else module.channel.fc1
+    with torch.no_grad():
+        fc1.bias[:4] = -10.0
+        fc1.weight[:4, 3] = -0.3 * sign
+    plain_module = copy.deepcopy(module)
+    x, upstream = torch.randn(2, 16, 5, 7), torch.randn(2, 16, 5, 7)
+    x[1, 3, 2, 4] = sign * INF
+    ours = output_and_grads(module, module, x, upstream)
+    assert counting.calls[GATE_OPERATORS[name, True]] == 1
+    with plain_route():
+        theirs = output_and_grads(plain_module, plain_module, x, upstream)
+    for a, b in zip(ours, theirs, strict=True):
+        assert_close(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
+    fc1_grad = theirs[2 + [p is fc1.weight for p in module.parameters()].index(True)]
+    assert fc1_grad.isnan().any() and fc1_grad.isfinite().any(), "no NaN beside finite values: nothing was compared"
+
+
 # --- the modules: kernels or not, the same outputs ----------------------------------------------------
 
 

@@ -610,12 +610,14 @@ MlpGrads mlp_backward(const at::Tensor& grad_out, const at::Tensor& input, const
       }
     }
   });
-  // through fc2 and the ReLU: d hidden[n, :] = sum_c d out[n, c] * w2[c, :], where hidden > 0
+  // through fc2 and the ReLU: d hidden[n, :] = sum_c d out[n, c] * w2[c, :], and 0 where hidden <= 0, selected
+  // as torch's ReLU backward selects it: a multiply by 0 would turn an inf or NaN there into NaN, which reaches
+  // fc1's gradient for a hidden unit that was off
   at::parallel_for(0, rows, grain_for(weights), [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       float* row = gz1 + n * reduced;
       for (int64_t c = 0; c < channels; ++c) axpy(row, gz2[n * channels + c], w2p + c * reduced, reduced);
-      for (int64_t r = 0; r < reduced; ++r) row[r] *= hid[n * reduced + r] > 0.f ? 1.f : 0.f;
+      for (int64_t r = 0; r < reduced; ++r) row[r] = hid[n * reduced + r] <= 0.f ? 0.f : row[r];
     }
   });
   // fc1: d w1[r, :] = sum_n d hidden[n, r] * in[n, :], d b1[r] = sum_n d hidden[n, r]
@@ -862,7 +864,8 @@ CbamGates cbam_gate_parts(const at::Tensor& x, const at::Tensor& fc1_w, const at
   // torch's batch_norm refuses a single value per channel in training (its variance would be 0/0, the running
   // variance NaN); ATen's kernel does not check, so refuse here in the same words, as the same ValueError.
   TORCH_CHECK_VALUE(!bn_training || g.conv_out.numel() / g.conv_out.size(1) != 1,
-                    "Expected more than 1 value per channel when training, got input size ", g.conv_out.sizes());
+                    "Expected more than 1 value per channel when training, got input size torch.Size(",
+                    g.conv_out.sizes(), ")");
   at::Tensor normed;
   std::tie(normed, g.save_mean, g.save_invstd) =
       at::native_batch_norm(g.conv_out, bn_w, bn_b, running_mean, running_var, bn_training, bn_momentum, bn_eps);
