@@ -58,6 +58,13 @@ def output_and_grads(
     return [out.detach(), *torch.autograd.grad((out * upstream).sum(), leaves)]
 
 
+
+def parameter_gradient(grads: list[torch.Tensor], module: nn.Module, name: str) -> torch.Tensor:
+    """The gradient of ``module``'s parameter ``name`` in what :func:`output_and_grads` returned for it (with the
+    input's gradient, and every parameter requiring grad)."""
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    return grads[2 + names.index(name)]
+
 def training_step(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -33,7 +33,7 @@ from attnzoo.attention.cbam import Cbam
 from attnzoo.attention.kernels import DISABLE_VARIABLE, fused_ops
 from attnzoo.attention.se import kernel_gain
 from attnzoo.models import build_model
-from kernel_helpers import output_and_grads, plain_route
+from kernel_helpers import output_and_grads, parameter_gradient, plain_route
 
 ROOT = Path(__file__).resolve().parents[1]
 INF, NAN = float("inf"), float("nan")
@@ -460,7 +460,7 @@ def test_training_nodes_give_torchs_nan_pattern_for_an_infinite_input(counting, 
         theirs = output_and_grads(plain_module, plain_module, x, upstream)
     for a, b in zip(ours, theirs, strict=True):
         assert_close(a, b, rtol=1e-4, atol=1e-5, equal_nan=True)
-    fc1_grad = theirs[2 + [p is fc1.weight for p in module.parameters()].index(True)]
+    fc1_grad = parameter_gradient(theirs, module, "fc1.weight" if name == "se" else "channel.fc1.weight")
     assert fc1_grad.isnan().any() and fc1_grad.isfinite().any(), "no NaN beside finite values: nothing was compared"
 
 
@@ -873,8 +873,7 @@ def test_cbam_training_node_convolves_as_torch_does_at_maps_smaller_and_larger_t
     assert counting.calls["cbam"] == 1
     with plain_route():
         plain = output_and_grads(module, module, x, upstream)
-    names = [name for name, _ in module.named_parameters()]
-    conv_grad = node[2 + names.index("spatial.conv.conv.weight")]  # after the output and the input's gradient
+    conv_grad = parameter_gradient(node, module, "spatial.conv.conv.weight")
     assert conv_grad.shape[-2:] == (kernel_size, kernel_size) and conv_grad.abs().max() > 1e-3
     for ours, theirs in zip(node, plain, strict=True):
         assert_close(ours, theirs, rtol=1e-4, atol=max(1e-5, 2e-6 * theirs.abs().max().item()))

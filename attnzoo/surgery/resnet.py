@@ -72,8 +72,9 @@ def gated_through_pointwise_conv(block: nn.Module, x: torch.Tensor, conv: nn.Mod
     Bottleneck's last convolution reads a quarter of the channels it writes) replaces a pass over the
     convolution's output, but projecting the mean reads the convolution's weights again, so small maps pool
     the output (:func:`pooling_the_input_reads_less`). Either way SE's MLP runs on vectors
-    (:meth:`~attnzoo.attention.se.ChannelExcitation.mlp`), and inductor fuses the gating with the BatchNorm, the shortcut add and the ReLU as it does for the plain
-    block. The sums run in another order, so values agree to float rounding.
+    (:meth:`~attnzoo.attention.se.ChannelExcitation.mlp`), and inductor fuses the gating with the BatchNorm,
+    the shortcut add and the ReLU as it does for the plain block. The sums run in another order, so values
+    agree to float rounding.
     Steps aside where a hook watches the attention (it would not be called), the convolution or the BatchNorm
     (what a forward hook returns would not reach the descriptor, nor a backward hook see the gradient through
     it), or every module (:func:`~attnzoo.attention.fused.watched_globally`), for an attention gated by more

@@ -557,7 +557,7 @@ at::Tensor se_gate(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& 
 // ---- The excitation MLP's backward in loops ----
 // At a training step's small maps the MLP's gradients are products of a few rows (the batch) and a few thousand
 // weights: as ATen's mm, sum, comparison and multiply they are a dozen calls, each costing more than its
-// arithmetic. Here they are five loops over the weights, each parallel where there is work to share.
+// arithmetic. Here they are four loops over the weights, each parallel where there is work to share.
 
 // dst[i] += a * src[i] over n floats.
 inline void axpy(float* __restrict dst, float a, const float* __restrict src, int64_t n) {
@@ -574,6 +574,32 @@ at::Tensor sigmoid_grad(at::Tensor grad_gate, const at::Tensor& sig, double gain
   const float k = static_cast<float>(gain);
   for (int64_t i = 0; i < s.numel(); ++i) g[i] = g[i] * sp[i] * (1.f - sp[i]) * k;
   return grad_gate;
+}
+
+// For a layer out = w in + b (w: outputs x inputs) on `rows` rows, given d out (rows, outputs): d w[o, :] = sum_n
+// d out[n, o] * in[n, :] and d b[o] = sum_n d out[n, o], accumulated into zeroed grad_w and grad_b.
+void linear_param_grads(const float* grad_out, const float* in, int64_t rows, int64_t outputs, int64_t inputs,
+                        float* grad_w, float* grad_b) {
+  at::parallel_for(0, outputs, grain_for(rows * inputs), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t n = 0; n < rows; ++n) {
+        axpy(grad_w + o * inputs, grad_out[n * outputs + o], in + n * inputs, inputs);
+        grad_b[o] += grad_out[n * outputs + o];
+      }
+    }
+  });
+}
+
+// The same layer's d in[n, :] = sum_o d out[n, o] * w[o, :], accumulated into zeroed grad_in (rows, inputs).
+void linear_input_grad(const float* grad_out, const float* w, int64_t rows, int64_t outputs, int64_t inputs,
+                       float* grad_in) {
+  at::parallel_for(0, rows, grain_for(outputs * inputs), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t o = 0; o < outputs; ++o) {
+        axpy(grad_in + n * inputs, grad_out[n * outputs + o], w + o * inputs, inputs);
+      }
+    }
+  });
 }
 
 // The gradients of out = fc2(relu(fc1(in))) (1x1 convolutions with biases, weights (R, C, 1, 1) and
@@ -599,45 +625,15 @@ MlpGrads mlp_backward(const at::Tensor& grad_out, const at::Tensor& input, const
   auto gz1_t = at::zeros({rows, reduced}, input.options());
   float *gw2 = g.fc2_w.data_ptr<float>(), *gb2 = g.fc2_b.data_ptr<float>(), *gw1 = g.fc1_w.data_ptr<float>(),
         *gb1 = g.fc1_b.data_ptr<float>(), *gin = g.input.data_ptr<float>(), *gz1 = gz1_t.data_ptr<float>();
-  const int64_t weights = channels * reduced;
-
-  // fc2: d w2[c, :] = sum_n d out[n, c] * hidden[n, :], d b2[c] = sum_n d out[n, c]
-  at::parallel_for(0, channels, grain_for(rows * reduced), [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      for (int64_t n = 0; n < rows; ++n) {
-        axpy(gw2 + c * reduced, gz2[n * channels + c], hid + n * reduced, reduced);
-        gb2[c] += gz2[n * channels + c];
-      }
-    }
-  });
-  // through fc2 and the ReLU: d hidden[n, :] = sum_c d out[n, c] * w2[c, :], and 0 where hidden <= 0, selected
-  // as torch's ReLU backward selects it: a multiply by 0 would turn an inf or NaN there into NaN, which reaches
-  // fc1's gradient for a hidden unit that was off
-  at::parallel_for(0, rows, grain_for(weights), [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      float* row = gz1 + n * reduced;
-      for (int64_t c = 0; c < channels; ++c) axpy(row, gz2[n * channels + c], w2p + c * reduced, reduced);
-      for (int64_t r = 0; r < reduced; ++r) row[r] = hid[n * reduced + r] <= 0.f ? 0.f : row[r];
-    }
-  });
-  // fc1: d w1[r, :] = sum_n d hidden[n, r] * in[n, :], d b1[r] = sum_n d hidden[n, r]
-  at::parallel_for(0, reduced, grain_for(rows * channels), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      for (int64_t n = 0; n < rows; ++n) {
-        axpy(gw1 + r * channels, gz1[n * reduced + r], in + n * channels, channels);
-        gb1[r] += gz1[n * reduced + r];
-      }
-    }
-  });
-  // through fc1: d in[n, :] = input_scale * sum_r d hidden[n, r] * w1[r, :]
+  linear_param_grads(gz2, hid, rows, channels, reduced, gw2, gb2);
+  // through fc2, then the ReLU: 0 where hidden <= 0, selected as torch's ReLU backward selects it: a multiply by 0
+  // would turn an inf or NaN there into NaN, which reaches fc1's gradient for a hidden unit that was off
+  linear_input_grad(gz2, w2p, rows, channels, reduced, gz1);
+  for (int64_t i = 0; i < rows * reduced; ++i) gz1[i] = hid[i] <= 0.f ? 0.f : gz1[i];
+  linear_param_grads(gz1, in, rows, reduced, channels, gw1, gb1);
+  linear_input_grad(gz1, w1p, rows, reduced, channels, gin);
   const float scale = static_cast<float>(input_scale);
-  at::parallel_for(0, rows, grain_for(weights), [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      float* row = gin + n * channels;
-      for (int64_t r = 0; r < reduced; ++r) axpy(row, gz1[n * reduced + r], w1p + r * channels, channels);
-      for (int64_t c = 0; c < channels; ++c) row[c] *= scale;
-    }
-  });
+  for (int64_t i = 0; i < rows * channels; ++i) gin[i] *= scale;
   return g;
 }
 
